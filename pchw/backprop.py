@@ -1,0 +1,45 @@
+"""Plain backpropagation in float64: the reference PC is compared with.
+
+Loss: ``1/2 * sum ||target - x_L||^2`` over the batch, with the same topology and activations
+(``f_l`` applied to ``x_l`` before ``W_{l+1}``; the output ``x_L`` has no activation).
+"""
+
+import numpy as np
+
+from .golden.arith import FloatArith
+
+__all__ = ["forward", "gradients", "sgd_step"]
+
+
+def forward(network, weights, biases, inputs):
+    """Layer values ``[x_0, ..., x_L]`` for a batch of inputs."""
+    a = FloatArith(network)
+    x = [np.atleast_2d(np.asarray(inputs, dtype=np.float64))]
+    for l in range(1, network.L + 1):
+        x.append(a.mu(l, weights[l - 1], biases[l - 1], a.act(l - 1, x[l - 1])))
+    return x
+
+
+def gradients(network, weights, biases, inputs, targets):
+    """``(dLoss/dW_l, dLoss/db_l)`` for ``l = 1..L``, summed over the batch, and the loss."""
+    a = FloatArith(network)
+    x = forward(network, weights, biases, inputs)
+    L = network.L
+    delta = x[L] - np.atleast_2d(targets)            # dLoss/dx_L
+    loss = 0.5 * float(np.sum(delta ** 2))
+    grads_w, grads_b = [None] * L, [None] * L
+    for l in range(L, 0, -1):
+        grads_w[l - 1] = delta.T @ a.act(l - 1, x[l - 1])
+        grads_b[l - 1] = delta.sum(axis=0)
+        if l > 1:
+            delta = a.gate(l - 1, x[l - 1], delta @ weights[l - 1])
+    return grads_w, grads_b, loss
+
+
+def sgd_step(network, weights, biases, inputs, targets, learning_rate):
+    """One SGD step in place; returns the loss before the step."""
+    gw, gb, loss = gradients(network, weights, biases, inputs, targets)
+    for l in range(network.L):
+        weights[l] -= learning_rate * gw[l]
+        biases[l] -= learning_rate * gb[l]
+    return loss

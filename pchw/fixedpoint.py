@@ -1,0 +1,205 @@
+"""Fixed-point formats and the narrowing rules: the single implementation of pchw's arithmetic.
+
+Every rounding, shift and saturation in the golden model goes through this module, and the
+gateware generator implements exactly these functions (see ``docs/fixed-point.md``).
+
+Convention
+----------
+``Format(width, frac)``, written ``Q<width>.<frac>``: a signed two's-complement integer ``v`` of
+``width`` bits (the sign bit included) that stands for the real number ``v * 2**-frac``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PchwError
+
+__all__ = [
+    "Format", "requantise", "saturate", "round_shift", "exact_matmul", "stochastic_noise",
+    "srhash32", "Saturations",
+]
+
+MIN_WIDTH = 2
+MAX_WIDTH = 32
+
+
+@dataclass(frozen=True)
+class Format:
+    """A signed fixed-point format ``Q<width>.<frac>`` (``width`` includes the sign bit).
+
+    Raises
+    ------
+    PchwError
+        If ``width`` is outside 2..32 or ``frac`` is outside ``0..width-1``.
+    """
+    width: int
+    frac: int
+
+    def __post_init__(self):
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, np.integer)):
+            raise PchwError(f"width must be an integer, not {self.width!r}")
+        if isinstance(self.frac, bool) or not isinstance(self.frac, (int, np.integer)):
+            raise PchwError(f"fraction bits must be an integer, not {self.frac!r}")
+        if not MIN_WIDTH <= self.width <= MAX_WIDTH:
+            raise PchwError(f"width {self.width} is outside {MIN_WIDTH}..{MAX_WIDTH}")
+        if not 0 <= self.frac < self.width:
+            raise PchwError(f"fraction bits {self.frac} must be in 0..{self.width - 1} "
+                            f"for width {self.width}")
+
+    def __str__(self):
+        return f"Q{self.width}.{self.frac}"
+
+    @property
+    def min(self):
+        """Smallest raw integer, ``-2**(width-1)``."""
+        return -(1 << (self.width - 1))
+
+    @property
+    def max(self):
+        """Largest raw integer, ``2**(width-1) - 1``."""
+        return (1 << (self.width - 1)) - 1
+
+    @property
+    def one(self):
+        """Raw integer of 1.0, saturated to the format (``2**frac``, or ``max`` if that is out of range)."""
+        return min(1 << self.frac, self.max)
+
+    @property
+    def resolution(self):
+        """Value of one least significant bit, ``2**-frac``."""
+        return 2.0 ** -self.frac
+
+    def quantise(self, x, count=None):
+        """Real numbers -> raw integers: round half up, then saturate (like :func:`requantise`).
+
+        ``count`` is an optional callable given the number of saturated elements.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise PchwError("cannot quantise NaN or infinity")
+        # Scaling by a power of two is exact, so this is round-half-up of the exact product.
+        raw = np.floor(np.ldexp(x, self.frac) + 0.5)
+        raw = np.clip(raw, self.min - 1, self.max + 1).astype(np.int64)
+        return saturate(raw, self, count)
+
+    def dequantise(self, v):
+        """Raw integers -> real numbers (exact for widths up to 53 bits)."""
+        return np.ldexp(np.asarray(v, dtype=np.float64), -self.frac)
+
+
+def saturate(v, fmt, count=None):
+    """Clamp raw integers to ``fmt``; report how many were clamped to ``count`` (if given)."""
+    v = np.asarray(v)
+    low, high = fmt.min, fmt.max
+    if count is not None:
+        count(int(np.count_nonzero((v < low) | (v > high))))
+    out = np.clip(v, low, high)
+    return out.astype(np.int64) if out.dtype == object else out
+
+
+def round_shift(acc, shift, noise=None):
+    """Divide exact integers by ``2**shift`` with pchw's rounding; no saturation.
+
+    For ``shift > 0``: round half up, ``floor((acc + 2**(shift-1)) / 2**shift)``, or, with
+    ``noise`` (integers uniform in ``0..2**shift-1``), stochastic rounding
+    ``floor((acc + noise) / 2**shift)``. For ``shift <= 0``: an exact left shift.
+    """
+    acc = np.asarray(acc)
+    if shift > 0:
+        add = (1 << (shift - 1)) if noise is None else noise
+        return (acc + add) >> shift
+    return acc << (-shift)
+
+
+def requantise(acc, shift, fmt, count=None, noise=None):
+    """Narrow an exact integer by ``shift`` bits (round, see :func:`round_shift`), then saturate."""
+    return saturate(round_shift(acc, shift, noise), fmt, count)
+
+
+def exact_matmul(a, b, a_bits, b_bits):
+    """Exact integer ``a @ b`` for operands of at most ``a_bits``/``b_bits`` signed bits.
+
+    Uses int64 when the sum of products provably fits, else Python integers (slow, exact).
+    """
+    terms = a.shape[-1]
+    if a_bits + b_bits + int(terms).bit_length() <= 62:
+        return np.matmul(a.astype(np.int64, copy=False), b.astype(np.int64, copy=False))
+    return np.matmul(a.astype(object), b.astype(object))
+
+
+# Stochastic rounding noise: a counter-based hash, so that the noise of every weight is a pure
+# function of (seed, learning step, layer, row, column) and any hardware lane order gets the
+# same bits. The mixer is 8 rounds of the Speck64 round function (add, rotate, xor: no
+# multiplier), with fixed round keys that carry the seed and the layer.
+_MASK32 = 0xFFFFFFFF
+_ROUND_CONSTANTS = tuple((0x9E3779B9 * (i + 1)) & _MASK32 for i in range(8))
+
+
+def _ror32(v, r):
+    return ((v >> r) | (v << (32 - r))) & _MASK32
+
+
+def _rol32(v, r):
+    return ((v << r) | (v >> (32 - r))) & _MASK32
+
+
+def srhash32(seed, step, layer, row, col):
+    """32-bit hash of ``(seed, step, layer, row, col)``; arguments broadcast like NumPy arrays.
+
+    ``seed`` < 2**24, ``layer`` < 2**8, ``row`` and ``col`` < 2**16 (the bias of a row uses the
+    column index ``n_in``), ``step`` is taken modulo 2**32.
+    """
+    key = ((int(seed) & 0xFFFFFF) << 8) | (int(layer) & 0xFF)
+    a = np.asarray(step, dtype=np.uint64) & _MASK32
+    b = ((np.asarray(row, dtype=np.uint64) << 16) | np.asarray(col, dtype=np.uint64)) & _MASK32
+    a, b = np.broadcast_arrays(a, b)
+    for constant in _ROUND_CONSTANTS:
+        a = ((_ror32(a, 8) + b) & _MASK32) ^ (constant ^ key)
+        b = _rol32(b, 3) ^ a
+    return a.astype(np.int64)
+
+
+def stochastic_noise(shift, seed, step, layer, rows, cols):
+    """Rounding noise, uniform in ``0..2**shift-1`` (``shift`` >= 1), for the weights at the
+    row and column indices ``rows`` and ``cols`` (integer arrays, broadcast together).
+
+    The low ``shift`` bits of :func:`srhash32` for ``shift`` <= 32; above that the 32 hash bits
+    are the top bits of the noise (the lower bits are zero).
+    """
+    h = srhash32(seed, step, layer, rows, cols)
+    if shift <= 32:
+        return h & ((1 << shift) - 1)
+    return h.astype(object) << (shift - 32)
+
+
+class Saturations:
+    """Counts of saturation and underflow events, by (quantity, layer).
+
+    Quantities: ``input``, ``target``, ``mu``, ``eps``, ``message``, ``dx``, ``x``, ``dW``,
+    ``W``, ``db``, ``b`` (saturations), and ``dW_zero`` / ``db_zero`` (a nonzero update that
+    rounded to zero: the learning rate or format is too small to learn).
+    """
+
+    def __init__(self):
+        self.counts = {}
+
+    def counter(self, quantity, layer):
+        """A callable that adds its argument to the count of ``(quantity, layer)``."""
+        def add(n):
+            if n:
+                key = (quantity, layer)
+                self.counts[key] = self.counts.get(key, 0) + n
+        return add
+
+    def total(self, quantity=None):
+        return sum(n for (q, _), n in self.counts.items() if quantity in (None, q))
+
+    def as_dict(self):
+        """``{"quantity[layer]": count}``, sorted, for reports and JSON."""
+        return {f"{q}[{l}]": n for (q, l), n in sorted(self.counts.items())}
+
+    def __str__(self):
+        if not self.counts:
+            return "no saturation"
+        return ", ".join(f"{k}: {v}" for k, v in self.as_dict().items())

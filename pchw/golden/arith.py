@@ -1,0 +1,188 @@
+"""The arithmetic of one predictive-coding network, in float64 and in bit-exact fixed point.
+
+Both classes offer the same operations; :mod:`pchw.golden.model` runs the PC schedule on
+either. Arrays are batched: a layer's vector is an array of shape ``(batch, n_l)``. Parameters
+are indexed by weight layer ``l`` = 1..L and passed in as ``W`` (``n_l x n_{l-1}``) and ``b``.
+The fixed-point rules are those of ``docs/fixed-point.md``; every narrowing goes through
+:mod:`pchw.fixedpoint`.
+"""
+
+import numpy as np
+
+from ..fixedpoint import (Saturations, exact_matmul, requantise, round_shift, saturate,
+                          stochastic_noise)
+
+__all__ = ["FloatArith", "FixedArith"]
+
+
+class FloatArith:
+    """float64 predictive coding: the reference the fixed-point model approximates."""
+
+    def __init__(self, network):
+        self.network = network
+        self.activations = network.activations
+        self.gamma = network.pc.inference_rate
+        self.eta = network.pc.learning_rate
+        self.saturations = Saturations()     # always empty: floats do not saturate
+
+    def params(self):
+        return ([np.array(w, dtype=np.float64) for w in self.network.weights],
+                [np.array(b, dtype=np.float64) for b in self.network.biases])
+
+    def value_to_float(self, l, x):
+        return np.array(x, dtype=np.float64)
+
+    def param_to_float(self, l, p):
+        return np.array(p, dtype=np.float64)
+
+    def input(self, x):
+        return np.asarray(x, dtype=np.float64)
+
+    target = input
+
+    def act(self, l, x):
+        f = self.activations[l]
+        if f.name == "relu":
+            return np.maximum(x, 0.0)
+        if f.name == "leaky_relu":
+            return np.where(x >= 0, x, np.ldexp(x, -f.shift))
+        if f.name == "hardtanh":
+            return np.clip(x, -1.0, 1.0)
+        return x
+
+    def gate(self, l, x, message):
+        """``f_l'(x) * message``."""
+        f = self.activations[l]
+        if f.name == "relu":
+            return np.where(x > 0, message, 0.0)
+        if f.name == "leaky_relu":
+            return np.where(x > 0, message, np.ldexp(message, -f.shift))
+        if f.name == "hardtanh":
+            return np.where((x > -1.0) & (x < 1.0), message, 0.0)
+        return message
+
+    def mu(self, l, w, b, phi):
+        return phi @ w.T + b
+
+    def eps(self, l, x, mu):
+        return x - mu
+
+    def message(self, l, w_above, eps_above):
+        """``W_{l+1}^T eps_{l+1}``, the message layer ``l+1`` sends down to layer ``l``."""
+        return eps_above @ w_above
+
+    def value_update(self, l, x, eps, gated):
+        return x + self.gamma * (gated - eps)
+
+    def weight_update(self, l, w, b, eps, phi, step):
+        """Hebbian update summed over the batch; returns ``(W', b', dW, db)``."""
+        dw = self.eta * (eps.T @ phi)
+        db = self.eta * eps.sum(axis=0)
+        return w + dw, b + db, dw, db
+
+
+class FixedArith:
+    """Bit-exact fixed-point predictive coding on raw integers (NumPy int64, or Python ints
+    where an accumulator could exceed 62 bits). Saturations are counted in ``saturations``."""
+
+    def __init__(self, network):
+        self.network = network
+        self.activations = network.activations
+        self.vf = [network.value_format(l) for l in range(network.L + 1)]
+        self.wf = [None] + [network.weight_format(l) for l in range(1, network.L + 1)]
+        self.g = network.pc.gamma_shift
+        self.k = network.pc.eta_shift
+        self.stochastic = network.pc.weight_rounding == "stochastic"
+        self.seed = network.pc.seed
+        self.saturations = Saturations()
+
+    def _count(self, quantity, layer):
+        return self.saturations.counter(quantity, layer)
+
+    def params(self):
+        """The network's float parameters quantised to the weight formats (saturations counted)."""
+        ws = [self.wf[l].quantise(w, self._count("W", l))
+              for l, w in enumerate(self.network.weights, start=1)]
+        bs = [self.wf[l].quantise(b, self._count("b", l))
+              for l, b in enumerate(self.network.biases, start=1)]
+        return ws, bs
+
+    def value_to_float(self, l, x):
+        return self.vf[l].dequantise(x)
+
+    def param_to_float(self, l, p):
+        return self.wf[l].dequantise(p)
+
+    def input(self, x):
+        return self.vf[0].quantise(x, self._count("input", 0))
+
+    def target(self, y):
+        L = self.network.L
+        return self.vf[L].quantise(y, self._count("target", L))
+
+    def act(self, l, x):
+        f = self.activations[l]
+        if f.name == "relu":
+            return np.maximum(x, 0)
+        if f.name == "leaky_relu":
+            return np.where(x >= 0, x, round_shift(x, f.shift))
+        if f.name == "hardtanh":
+            return np.clip(x, -(1 << self.vf[l].frac), self.vf[l].one)
+        return x
+
+    def gate(self, l, x, message):
+        """``f_l'(x) * message``: a select, or a shift for leaky_relu; never a multiply."""
+        f = self.activations[l]
+        if f.name == "relu":
+            return np.where(x > 0, message, 0)
+        if f.name == "leaky_relu":
+            return np.where(x > 0, message, round_shift(message, f.shift))
+        if f.name == "hardtanh":
+            one = 1 << self.vf[l].frac
+            return np.where((x > -one) & (x < one), message, 0)
+        return message
+
+    def mu(self, l, w, b, phi):
+        vin, vout, wf = self.vf[l - 1], self.vf[l], self.wf[l]
+        acc = exact_matmul(phi, w.T, vin.width, wf.width)
+        acc = acc + (np.asarray(b, dtype=acc.dtype) << vin.frac)
+        return requantise(acc, wf.frac + vin.frac - vout.frac, vout, self._count("mu", l))
+
+    def eps(self, l, x, mu):
+        return saturate(x - mu, self.vf[l], self._count("eps", l))
+
+    def message(self, l, w_above, eps_above):
+        above, wf = self.vf[l + 1], self.wf[l + 1]
+        acc = exact_matmul(eps_above, w_above, above.width, wf.width)
+        return requantise(acc, above.frac + wf.frac - self.vf[l].frac, self.vf[l],
+                          self._count("message", l))
+
+    def value_update(self, l, x, eps, gated):
+        dx = requantise(gated - eps, self.g, self.vf[l], self._count("dx", l))
+        return saturate(x + dx, self.vf[l], self._count("x", l))
+
+    def weight_update(self, l, w, b, eps, phi, step):
+        """Hebbian update from the batch's summed products; returns ``(W', b', dW, db)``.
+
+        ``step`` (the network's count of weight updates so far) keys the stochastic rounding.
+        """
+        vout, vin, wf = self.vf[l], self.vf[l - 1], self.wf[l]
+        n_out, n_in = w.shape
+        acc_w = exact_matmul(eps.T, phi, vout.width, vin.width)
+        acc_b = eps.sum(axis=0)
+        shift_w = vout.frac + vin.frac - wf.frac + self.k
+        shift_b = vout.frac - wf.frac + self.k
+        noise_w = noise_b = None
+        if self.stochastic:
+            rows = np.arange(n_out)
+            if shift_w > 0:
+                noise_w = stochastic_noise(shift_w, self.seed, step, l, rows[:, None],
+                                           np.arange(n_in)[None, :])
+            if shift_b > 0:
+                noise_b = stochastic_noise(shift_b, self.seed, step, l, rows, n_in)
+        dw = requantise(acc_w, shift_w, wf, self._count("dW", l), noise_w)
+        db = requantise(acc_b, shift_b, wf, self._count("db", l), noise_b)
+        self._count("dW_zero", l)(int(np.count_nonzero((acc_w != 0) & (dw == 0))))
+        self._count("db_zero", l)(int(np.count_nonzero((acc_b != 0) & (db == 0))))
+        return (saturate(w + dw, wf, self._count("W", l)),
+                saturate(b + db, wf, self._count("b", l)), dw, db)

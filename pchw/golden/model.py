@@ -1,0 +1,160 @@
+"""The predictive-coding schedule: inference and local learning, on float or fixed arithmetic.
+
+This is the contract every circuit is checked against (``docs/pc-math.md``). The schedule is
+written once; :class:`FloatModel` and :class:`FixedModel` only choose the arithmetic.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arith import FixedArith, FloatArith
+
+__all__ = ["FloatModel", "FixedModel", "Snapshot", "LearnResult"]
+
+
+@dataclass
+class Snapshot:
+    """The state of every layer when a set of errors is computed.
+
+    ``x[l]``, ``mu[l]``, ``eps[l]`` for ``l = 0..L`` (``mu[0]`` and ``eps[0]`` are None), each of
+    shape ``(batch, n_l)``: raw integers for the fixed-point model, floats for the float model.
+    """
+    x: list
+    mu: list
+    eps: list
+
+
+@dataclass
+class LearnResult:
+    """What one call of :meth:`Model.learn` returns.
+
+    ``output``: the feedforward prediction before the update (floats, ``(batch, n_L)``).
+    ``dW``, ``db``: the parameter changes, summed over all updates of the call (floats).
+    ``trace``: list of :class:`Snapshot` (empty unless asked for). In ``standard`` and
+    ``fixed_prediction`` mode it has ``T + 1`` entries: the errors of each relaxation step,
+    then the final errors the weight update uses. In ``incremental`` mode, ``T`` entries.
+    """
+    output: np.ndarray
+    dW: list
+    db: list
+    trace: list
+
+
+class Model:
+    """A predictive-coding network with its parameters as the model's state.
+
+    Parameters live in the arithmetic's representation (raw integers for fixed point) and change
+    with every :meth:`learn`. ``updates`` counts weight updates so far (it keys stochastic
+    rounding, so it is part of the state that must match the hardware).
+    """
+
+    def __init__(self, network, arith):
+        self.network = network
+        self.arith = arith
+        self.L = network.L
+        self.W, self.b = arith.params()
+        self.updates = 0
+
+    @property
+    def saturations(self):
+        return self.arith.saturations
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def _feedforward(self, x0):
+        """``x_0 = input``, then ``x_l = mu_l`` for ``l = 1..L`` in order."""
+        a = self.arith
+        x = [x0]
+        for l in range(1, self.L + 1):
+            x.append(a.mu(l, self.W[l - 1], self.b[l - 1], a.act(l - 1, x[l - 1])))
+        return x
+
+    def infer(self, inputs):
+        """Outputs ``x_L`` (floats, ``(batch, n_L)``) for inputs of shape ``(batch, n_0)``."""
+        x = self._feedforward(self.arith.input(np.atleast_2d(inputs)))
+        return self.arith.value_to_float(self.L, x[self.L])
+
+    def predict(self, inputs):
+        """Class predictions: the index of the largest output."""
+        return np.argmax(self.infer(inputs), axis=1)
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def learn(self, inputs, targets, trace=False):
+        """One PC learning step on a batch (all samples relax together; the weight update is the
+        sum over the batch). Returns a :class:`LearnResult`."""
+        a, L, pc = self.arith, self.L, self.network.pc
+        fixed = pc.mode == "fixed_prediction"
+        incremental = pc.mode == "incremental"
+        x = self._feedforward(a.input(np.atleast_2d(inputs)))
+        output = a.value_to_float(L, x[L])
+        if fixed:
+            x_ff = list(x)
+            phi_ff = [a.act(l, x[l]) for l in range(L)]
+            mu_ff = [None] + x_ff[1:]       # feedforward sets x_l = mu_l
+        x[L] = a.target(np.atleast_2d(targets))
+        snapshots = []
+        dW = [np.zeros_like(w, dtype=np.float64) for w in self.W]
+        db = [np.zeros_like(b, dtype=np.float64) for b in self.b]
+
+        def errors():
+            if fixed:
+                phi, mu = phi_ff, mu_ff
+            else:
+                phi = [a.act(l, x[l]) for l in range(L)]
+                mu = [None] + [a.mu(l, self.W[l - 1], self.b[l - 1], phi[l - 1])
+                               for l in range(1, L + 1)]
+            eps = [None] + [a.eps(l, x[l], mu[l]) for l in range(1, L + 1)]
+            if trace:
+                snapshots.append(Snapshot([v.copy() for v in x], mu, eps))
+            return phi, eps
+
+        def update_weights(phi, eps):
+            for l in range(1, L + 1):
+                w, b, dw, dbias = a.weight_update(l, self.W[l - 1], self.b[l - 1], eps[l],
+                                                  phi[l - 1], self.updates)
+                self.W[l - 1], self.b[l - 1] = w, b
+                dW[l - 1] += a.param_to_float(l, dw)
+                db[l - 1] += a.param_to_float(l, dbias)
+            self.updates += 1
+
+        for _ in range(pc.inference_steps):
+            phi, eps = errors()
+            # All hidden layers update at once, each from its own error and the message from
+            # the layer above (computed with the weights before this step's update).
+            x = [x[0]] + [a.value_update(l, x[l], eps[l],
+                                         a.gate(l, x_ff[l] if fixed else x[l],
+                                                a.message(l, self.W[l], eps[l + 1])))
+                          for l in range(1, L)] + [x[L]]
+            if incremental:
+                update_weights(phi, eps)
+        if not incremental:
+            update_weights(*errors())
+        return LearnResult(output, dW, db, snapshots)
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def float_params(self):
+        """Current parameters as floats: ``(weights, biases)``."""
+        a = self.arith
+        return ([a.param_to_float(l, w) for l, w in enumerate(self.W, start=1)],
+                [a.param_to_float(l, b) for l, b in enumerate(self.b, start=1)])
+
+    def to_network(self):
+        """A :class:`~pchw.network.Network` carrying the current parameters."""
+        return self.network.with_params(*self.float_params())
+
+
+class FloatModel(Model):
+    """The float64 golden model."""
+
+    def __init__(self, network):
+        super().__init__(network, FloatArith(network))
+
+
+class FixedModel(Model):
+    """The bit-exact fixed-point golden model (the hardware's contract)."""
+
+    def __init__(self, network):
+        super().__init__(network, FixedArith(network))

@@ -1,0 +1,512 @@
+"""The network description: ``network.toml`` + ``weights.npz``, validated on load.
+
+The file format is documented in ``docs/network-format.md``. Everything a user can get wrong
+raises :class:`~pchw.errors.PchwError` with a one-line message naming the file and field.
+"""
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from .errors import PchwError
+from .fixedpoint import Format
+
+__all__ = ["Activation", "PCSettings", "Formats", "Network", "load", "MODES", "ACTIVATIONS"]
+
+MODES = ("standard", "fixed_prediction", "incremental")
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh")
+ROUNDINGS = ("nearest", "stochastic")
+MAX_LAYER_SIZE = 65535      # row and column indices of the stochastic-rounding hash are 16 bits
+MAX_WEIGHT_LAYERS = 255     # the layer index of the hash is 8 bits
+MAX_SHIFT = 30              # rates are 2**-k with 0 <= k <= MAX_SHIFT
+
+
+def _fail(where, message):
+    raise PchwError(f"{where}: {message}")
+
+
+def power_of_two_shift(value, where):
+    """``k`` such that ``value == 2**-k`` with ``0 <= k <= 30``; else a PchwError naming the nearest."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(where, f"{value!r} is not a number")
+    if value <= 0:
+        _fail(where, f"{value!r} must be positive (a power of two 2^-k, e.g. 0.5 or 0.0625)")
+    mantissa, exponent = math.frexp(value)     # value = mantissa * 2**exponent, 0.5 <= m < 1
+    k = 1 - exponent
+    if mantissa == 0.5 and 0 <= k <= MAX_SHIFT:
+        return k
+    lower = 2.0 ** -min(max(k, 0), MAX_SHIFT)
+    upper = 2.0 ** -min(max(k - 1, 0), MAX_SHIFT)
+    nearest = sorted({lower, upper})
+    _fail(where, f"{value!r} is not a power of two 2^-k with 0 <= k <= {MAX_SHIFT} (it becomes a "
+                 f"shift in hardware); nearest allowed: {' or '.join(repr(v) for v in nearest)}")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function ``f``; ``leaky_relu`` has slope ``2**-shift`` for negative inputs."""
+    name: str
+    shift: int = 0
+
+    @classmethod
+    def parse(cls, spec, where):
+        """From ``"relu"`` or ``{name = "leaky_relu", slope = 0.125}``."""
+        if isinstance(spec, Activation):
+            return spec
+        if isinstance(spec, str):
+            name, options = spec, {}
+        elif isinstance(spec, dict):
+            options = dict(spec)
+            name = options.pop("name", None)
+            if not isinstance(name, str):
+                _fail(where, "an activation table needs a string 'name'")
+        else:
+            _fail(where, f"{spec!r} is not an activation name")
+        if name not in ACTIVATIONS:
+            _fail(where, f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+        if name == "leaky_relu":
+            slope = options.pop("slope", 0.125)
+            shift = power_of_two_shift(slope, f"{where}.slope")
+            if shift == 0:
+                _fail(f"{where}.slope", "a slope of 1 is 'identity'; use a slope below 1")
+        else:
+            shift = 0
+        if options:
+            _fail(where, f"unexpected option(s) {', '.join(sorted(options))} for {name}")
+        return cls(name, shift)
+
+    def to_toml(self):
+        if self.name == "leaky_relu":
+            return {"name": self.name, "slope": 2.0 ** -self.shift}
+        return self.name
+
+    def __str__(self):
+        return f"leaky_relu(2^-{self.shift})" if self.name == "leaky_relu" else self.name
+
+
+@dataclass(frozen=True)
+class PCSettings:
+    """Predictive-coding settings (see ``docs/pc-math.md``).
+
+    ``inference_rate`` (gamma) and ``learning_rate`` (eta) are powers of two ``2**-k``.
+    ``weight_rounding`` is how fixed-point weight updates round: ``nearest`` (half up) or
+    ``stochastic`` (noise from a hash of ``seed``, the update count, layer, row and column).
+    """
+    mode: str = "standard"
+    inference_steps: int = 8
+    inference_rate: float = 0.5
+    learning_rate: float = 2.0 ** -5
+    weight_rounding: str = "nearest"
+    seed: int = 0
+
+    def validate(self, where="pc"):
+        if self.mode not in MODES:
+            _fail(f"{where}.mode", f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        steps = self.inference_steps
+        if isinstance(steps, bool) or not isinstance(steps, int):
+            _fail(f"{where}.inference_steps", f"{steps!r} is not an integer")
+        if steps < 0:
+            _fail(f"{where}.inference_steps", f"{steps} must be >= 0")
+        power_of_two_shift(self.inference_rate, f"{where}.inference_rate")
+        power_of_two_shift(self.learning_rate, f"{where}.learning_rate")
+        if self.weight_rounding not in ROUNDINGS:
+            _fail(f"{where}.weight_rounding",
+                  f"unknown rounding {self.weight_rounding!r}; known: {', '.join(ROUNDINGS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < 1 << 24:
+            _fail(f"{where}.seed", f"{self.seed!r} must be an integer in 0..{(1 << 24) - 1}")
+
+    @property
+    def gamma_shift(self):
+        """``g`` with ``inference_rate == 2**-g``."""
+        return power_of_two_shift(self.inference_rate, "pc.inference_rate")
+
+    @property
+    def eta_shift(self):
+        """``k`` with ``learning_rate == 2**-k``."""
+        return power_of_two_shift(self.learning_rate, "pc.learning_rate")
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Fixed-point formats: one for values (x, mu, eps, phi, messages), one for weights (W, b).
+
+    ``value_overrides`` maps a layer index ``l`` (0..L) to the format of ``x_l`` and everything
+    of that layer; ``weight_overrides`` maps ``l`` (1..L) to the format of ``W_l`` and ``b_l``.
+    """
+    value: Format = Format(16, 10)
+    weight: Format = Format(16, 12)
+    value_overrides: dict = field(default_factory=dict)
+    weight_overrides: dict = field(default_factory=dict)
+
+    def value_at(self, layer):
+        return self.value_overrides.get(layer, self.value)
+
+    def weight_at(self, layer):
+        return self.weight_overrides.get(layer, self.weight)
+
+
+def _parse_format(spec, where):
+    if isinstance(spec, Format):
+        return spec
+    if not isinstance(spec, dict):
+        _fail(where, f"{spec!r} is not a format table like {{ width = 16, frac = 10 }}")
+    unknown = set(spec) - {"width", "frac"}
+    if unknown:
+        _fail(where, f"unexpected key(s) {', '.join(sorted(unknown))}; a format has width, frac")
+    for key in ("width", "frac"):
+        if key not in spec:
+            _fail(where, f"missing '{key}'")
+    try:
+        return Format(spec["width"], spec["frac"])
+    except PchwError as error:
+        _fail(where, str(error))
+
+
+def _format_to_toml(fmt):
+    return {"width": fmt.width, "frac": fmt.frac}
+
+
+class Network:
+    """A predictive-coding network: topology, parameters, PC settings, formats, hardware knobs.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        ``[n_0, ..., n_L]``, ``L >= 1``; layer 0 is the input, layer L the output.
+    activations : sequence
+        ``f_0 .. f_{L-1}``: names (``"relu"``) or :class:`Activation`.
+    weights, biases : sequences of arrays, optional
+        ``W_l`` of shape ``(n_l, n_{l-1})`` and ``b_l`` of shape ``(n_l,)`` for ``l = 1..L``.
+        If omitted, drawn with :meth:`init_params` from ``init_seed``.
+    pc : PCSettings
+    formats : Formats
+    lanes : sequence of int, optional
+        MAC lanes per weight layer (used by the gateware); default 1 each.
+    name, dataset : str, optional
+        A display name and the default dataset for ``pchw train/eval``.
+
+    Raises
+    ------
+    PchwError
+        On any invalid field; the message names ``source`` and the field.
+    """
+
+    def __init__(self, layers, activations, weights=None, biases=None, *, pc=None,
+                 formats=None, lanes=None, name=None, dataset=None, init_seed=0,
+                 source="network"):
+        self.source = source
+        self.layers = self._check_layers(layers)
+        L = len(self.layers) - 1
+        if not isinstance(activations, (list, tuple)) or len(activations) != L:
+            _fail(f"{source}: network.activations",
+                  f"needs {L} entries (f_0..f_{L-1}, one per non-output layer), got "
+                  f"{len(activations) if isinstance(activations, (list, tuple)) else activations!r}")
+        self.activations = tuple(Activation.parse(a, f"{source}: network.activations[{i}]")
+                                 for i, a in enumerate(activations))
+        self.pc = pc if pc is not None else PCSettings()
+        if not isinstance(self.pc, PCSettings):
+            _fail(source, "pc must be a PCSettings")
+        self.pc.validate(f"{source}: pc")
+        self.formats = formats if formats is not None else Formats()
+        self._check_formats()
+        if lanes is None:
+            lanes = [1] * L
+        if not isinstance(lanes, (list, tuple)) or len(lanes) != L or any(
+                isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in lanes):
+            _fail(f"{source}: hardware.lanes", f"needs {L} positive integers (one per weight "
+                                               f"layer), got {lanes!r}")
+        self.lanes = tuple(lanes)
+        self.name = name
+        self.dataset = dataset
+        if weights is None and biases is None:
+            weights, biases = self.init_params(init_seed)
+        elif weights is None or biases is None:
+            _fail(source, "give both weights and biases, or neither (random initialisation)")
+        self.weights, self.biases = self._check_params(weights, biases, source)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _check_layers(self, layers):
+        where = f"{self.source}: network.layers"
+        if not isinstance(layers, (list, tuple)) or len(layers) < 2:
+            _fail(where, f"needs at least two sizes [n_0, ..., n_L], got {layers!r}")
+        for i, n in enumerate(layers):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                _fail(where, f"size of layer {i} is {n!r}, not an integer")
+            if not 1 <= n <= MAX_LAYER_SIZE:
+                _fail(where, f"size of layer {i} is {n}; sizes must be in 1..{MAX_LAYER_SIZE}")
+        if len(layers) - 1 > MAX_WEIGHT_LAYERS:
+            _fail(where, f"{len(layers) - 1} weight layers; at most {MAX_WEIGHT_LAYERS}")
+        return tuple(int(n) for n in layers)
+
+    def _check_formats(self):
+        where = f"{self.source}: format"
+        if not isinstance(self.formats, Formats):
+            _fail(where, "formats must be a Formats")
+        L = self.L
+        for l in self.formats.value_overrides:
+            if not isinstance(l, int) or not 0 <= l <= L:
+                _fail(f"{where}.layer.{l}.value", f"layer {l} does not exist (0..{L})")
+        for l in self.formats.weight_overrides:
+            if not isinstance(l, int) or not 1 <= l <= L:
+                _fail(f"{where}.layer.{l}.weight", f"weight layer {l} does not exist (1..{L})")
+
+    def _check_params(self, weights, biases, where):
+        L = self.L
+        checked = []
+        for kind, arrays in (("W", weights), ("b", biases)):
+            if not isinstance(arrays, (list, tuple)) or len(arrays) != L:
+                _fail(where, f"needs {L} arrays {kind}1..{kind}{L}")
+            out = []
+            for l, a in enumerate(arrays, start=1):
+                shape = (self.layers[l], self.layers[l - 1]) if kind == "W" else (self.layers[l],)
+                a = np.asarray(a)
+                if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                    _fail(f"{where}: {kind}{l}", f"has dtype {a.dtype}, expected numbers")
+                if a.shape != shape:
+                    _fail(f"{where}: {kind}{l}", f"has shape {a.shape}, expected {shape} "
+                                                 f"(n_{l} x n_{l-1})" if kind == "W" else
+                          f"has shape {a.shape}, expected {shape}")
+                a = a.astype(np.float64)
+                if not np.all(np.isfinite(a)):
+                    _fail(f"{where}: {kind}{l}", "contains NaN or infinity")
+                out.append(a)
+            checked.append(tuple(out))
+        return checked
+
+    # -- derived facts ------------------------------------------------------------------------
+
+    @property
+    def L(self):
+        """Number of weight layers."""
+        return len(self.layers) - 1
+
+    def value_format(self, layer):
+        return self.formats.value_at(layer)
+
+    def weight_format(self, layer):
+        return self.formats.weight_at(layer)
+
+    @property
+    def parameter_count(self):
+        return sum(self.layers[l] * (self.layers[l - 1] + 1) for l in range(1, self.L + 1))
+
+    def memory_bits(self):
+        """Bits of on-chip storage: parameters (W, b) and state vectors (x, mu, eps per layer)."""
+        params = sum(self.layers[l] * (self.layers[l - 1] + 1) * self.weight_format(l).width
+                     for l in range(1, self.L + 1))
+        state = sum(3 * n * self.value_format(l).width for l, n in enumerate(self.layers))
+        return {"parameters": params, "state": state, "total": params + state}
+
+    def init_params(self, seed):
+        """Uniform He/Glorot-style initialisation: ``U(-a, a)``, ``a = sqrt(6 / (n_in + n_out))``."""
+        rng = np.random.default_rng(seed)
+        weights, biases = [], []
+        for l in range(1, self.L + 1):
+            n_in, n_out = self.layers[l - 1], self.layers[l]
+            a = math.sqrt(6.0 / (n_in + n_out))
+            weights.append(rng.uniform(-a, a, size=(n_out, n_in)))
+            biases.append(np.zeros(n_out))
+        return weights, biases
+
+    def with_params(self, weights, biases):
+        """A copy of this network with other parameters."""
+        return Network(self.layers, self.activations, weights, biases, pc=self.pc,
+                       formats=self.formats, lanes=self.lanes, name=self.name,
+                       dataset=self.dataset, source=self.source)
+
+    def with_settings(self, **changes):
+        """A copy with PC settings changed (``mode=...``, ``inference_steps=...``, ...)."""
+        return Network(self.layers, self.activations, self.weights, self.biases,
+                       pc=replace(self.pc, **changes), formats=self.formats, lanes=self.lanes,
+                       name=self.name, dataset=self.dataset, source=self.source)
+
+    def with_formats(self, formats):
+        return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
+                       formats=formats, lanes=self.lanes, name=self.name, dataset=self.dataset,
+                       source=self.source)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def to_toml_dict(self):
+        network = {"layers": list(self.layers),
+                   "activations": [a.to_toml() for a in self.activations]}
+        if self.name:
+            network["name"] = self.name
+        if self.dataset:
+            network["dataset"] = self.dataset
+        fmt = {"value": _format_to_toml(self.formats.value),
+               "weight": _format_to_toml(self.formats.weight)}
+        overrides = {}
+        for l, f in self.formats.value_overrides.items():
+            overrides.setdefault(str(l), {})["value"] = _format_to_toml(f)
+        for l, f in self.formats.weight_overrides.items():
+            overrides.setdefault(str(l), {})["weight"] = _format_to_toml(f)
+        if overrides:
+            fmt["layer"] = overrides
+        pc = {"mode": self.pc.mode, "inference_steps": self.pc.inference_steps,
+              "inference_rate": self.pc.inference_rate, "learning_rate": self.pc.learning_rate,
+              "weight_rounding": self.pc.weight_rounding, "seed": self.pc.seed}
+        return {"network": network, "pc": pc, "format": fmt,
+                "hardware": {"lanes": list(self.lanes)}}
+
+    def save(self, path):
+        """Write ``network.toml`` and ``weights.npz`` into the folder ``path`` (created if needed)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        text = "# pchw network description (format: docs/network-format.md)\n"
+        text += tomli_w.dumps(self.to_toml_dict())
+        (path / "network.toml").write_text(text)
+        arrays = {f"W{l}": w for l, w in enumerate(self.weights, start=1)}
+        arrays.update({f"b{l}": b for l, b in enumerate(self.biases, start=1)})
+        np.savez(path / "weights.npz", **arrays)
+
+    def description_hash(self):
+        """SHA-256 (hex) of the canonical description and parameters: identifies a network."""
+        digest = hashlib.sha256(tomli_w.dumps(self.to_toml_dict()).encode())
+        for a in (*self.weights, *self.biases):
+            digest.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+        return digest.hexdigest()
+
+    def summary(self):
+        """Multi-line human-readable description (``pchw info``)."""
+        lines = [f"network    {self.name or '(unnamed)'}  ({self.source})",
+                 f"layers     {' -> '.join(map(str, self.layers))}  (L = {self.L})",
+                 f"activations {', '.join(f'f_{i}={a}' for i, a in enumerate(self.activations))}",
+                 f"parameters {self.parameter_count}",
+                 f"pc         mode={self.pc.mode} T={self.pc.inference_steps} "
+                 f"gamma=2^-{self.pc.gamma_shift} eta=2^-{self.pc.eta_shift} "
+                 f"weight_rounding={self.pc.weight_rounding}"]
+        for l in range(self.L + 1):
+            w = f"  W_{l},b_{l} {self.weight_format(l)}" if l else ""
+            lanes = f"  lanes {self.lanes[l - 1]}" if l else ""
+            lines.append(f"layer {l}    n={self.layers[l]}  values {self.value_format(l)}{w}{lanes}")
+        bits = self.memory_bits()
+        lines.append(f"memory     {bits['parameters']} bits of parameters + {bits['state']} bits "
+                     f"of state = {bits['total']} bits ({bits['total'] / 8192:.1f} KiB)")
+        if self.dataset:
+            lines.append(f"dataset    {self.dataset}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Network({list(self.layers)}, mode={self.pc.mode!r}, source={self.source!r})"
+
+
+_TOP_KEYS = {"network", "pc", "format", "hardware"}
+
+
+def _table(d, key, where, required=False):
+    value = d.get(key, None)
+    if value is None:
+        if required:
+            _fail(where, f"missing table [{key}]")
+        return {}
+    if not isinstance(value, dict):
+        _fail(where, f"'{key}' must be a table")
+    return value
+
+
+def _reject_unknown(table, allowed, where):
+    unknown = set(table) - set(allowed)
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: "
+                     f"{', '.join(sorted(allowed))}")
+
+
+def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_source=None):
+    """Build a :class:`Network` from a parsed ``network.toml``; see ``docs/network-format.md``."""
+    _reject_unknown(d, _TOP_KEYS, source)
+    net = _table(d, "network", source, required=True)
+    _reject_unknown(net, {"layers", "activations", "name", "dataset"}, f"{source}: [network]")
+    for key in ("layers", "activations"):
+        if key not in net:
+            _fail(f"{source}: network.{key}", "missing")
+    pc_table = _table(d, "pc", source)
+    pc_fields = {"mode", "inference_steps", "inference_rate", "learning_rate", "weight_rounding",
+                 "seed"}
+    _reject_unknown(pc_table, pc_fields, f"{source}: [pc]")
+    pc = PCSettings(**pc_table)
+    fmt = _table(d, "format", source)
+    _reject_unknown(fmt, {"value", "weight", "layer"}, f"{source}: [format]")
+    default = Formats()
+    value = _parse_format(fmt.get("value", _format_to_toml(default.value)),
+                          f"{source}: format.value")
+    weight = _parse_format(fmt.get("weight", _format_to_toml(default.weight)),
+                           f"{source}: format.weight")
+    value_overrides, weight_overrides = {}, {}
+    for key, table in _table(fmt, "layer", f"{source}: [format]").items():
+        where = f"{source}: format.layer.{key}"
+        try:
+            l = int(key)
+        except ValueError:
+            _fail(where, f"{key!r} is not a layer number")
+        if not isinstance(table, dict):
+            _fail(where, "must be a table with 'value' and/or 'weight'")
+        _reject_unknown(table, {"value", "weight"}, where)
+        if "value" in table:
+            value_overrides[l] = _parse_format(table["value"], f"{where}.value")
+        if "weight" in table:
+            weight_overrides[l] = _parse_format(table["weight"], f"{where}.weight")
+    hardware = _table(d, "hardware", source)
+    _reject_unknown(hardware, {"lanes"}, f"{source}: [hardware]")
+    name, dataset = net.get("name"), net.get("dataset")
+    for key, value_ in (("name", name), ("dataset", dataset)):
+        if value_ is not None and not isinstance(value_, str):
+            _fail(f"{source}: network.{key}", "must be a string")
+    network = Network(net["layers"], net["activations"], None, None,
+                      pc=pc, formats=Formats(value, weight, value_overrides, weight_overrides),
+                      lanes=hardware.get("lanes"), name=name, dataset=dataset, source=source)
+    if weights is not None:
+        network.weights, network.biases = network._check_params(weights, biases,
+                                                                params_source or source)
+    return network
+
+
+def _read_weights(path, L):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as error:
+        _fail(path, f"cannot read as .npz: {error}")
+    expected = [f"W{l}" for l in range(1, L + 1)] + [f"b{l}" for l in range(1, L + 1)]
+    missing = [k for k in expected if k not in arrays]
+    if missing:
+        _fail(path, f"missing array(s) {', '.join(missing)} (expected {', '.join(expected)})")
+    extra = sorted(set(arrays) - set(expected))
+    if extra:
+        _fail(path, f"unexpected array(s) {', '.join(extra)} (expected {', '.join(expected)})")
+    return ([arrays[f"W{l}"] for l in range(1, L + 1)],
+            [arrays[f"b{l}"] for l in range(1, L + 1)])
+
+
+def load(path):
+    """Load and validate a model folder (``network.toml`` + ``weights.npz``).
+
+    Raises
+    ------
+    PchwError
+        Naming the file and field of the first problem found.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        _fail(path, "no such model folder (expected a folder with network.toml and weights.npz)")
+    toml_path, npz_path = path / "network.toml", path / "weights.npz"
+    for p in (toml_path, npz_path):
+        if not p.is_file():
+            _fail(p, "missing file")
+    try:
+        d = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        _fail(toml_path, f"not valid TOML: {error}")
+    except UnicodeDecodeError:
+        _fail(toml_path, "not a UTF-8 text file")
+    network = from_toml_dict(d, source=str(toml_path))
+    weights, biases = _read_weights(npz_path, network.L)
+    network.weights, network.biases = network._check_params(weights, biases, str(npz_path))
+    return network
