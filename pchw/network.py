@@ -5,13 +5,13 @@ raises :class:`~pchw.errors.PchwError` with a one-line message naming the file a
 """
 
 import hashlib
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import tomli_w
 
 from .errors import PchwError
 from .fixedpoint import Format
@@ -360,16 +360,16 @@ class Network:
         """Write ``network.toml`` and ``weights.npz`` into the folder ``path`` (created if needed)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        text = "# pchw network description (format: docs/network-format.md)\n"
-        text += tomli_w.dumps(self.to_toml_dict())
-        (path / "network.toml").write_text(text)
+        (path / "network.toml").write_text(
+            "# pchw network description (format: docs/network-format.md)\n"
+            + _dump_toml(self.to_toml_dict()))
         arrays = {f"W{l}": w for l, w in enumerate(self.weights, start=1)}
         arrays.update({f"b{l}": b for l, b in enumerate(self.biases, start=1)})
         np.savez(path / "weights.npz", **arrays)
 
     def description_hash(self):
         """SHA-256 (hex) of the canonical description and parameters: identifies a network."""
-        digest = hashlib.sha256(tomli_w.dumps(self.to_toml_dict()).encode())
+        digest = hashlib.sha256(json.dumps(self.to_toml_dict(), sort_keys=True).encode())
         for a in (*self.weights, *self.biases):
             digest.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
         return digest.hexdigest()
@@ -396,6 +396,35 @@ class Network:
 
     def __repr__(self):
         return f"Network({list(self.layers)}, mode={self.pc.mode!r}, source={self.source!r})"
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)        # a JSON string is a valid TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def _dump_toml(d, prefix=""):
+    """TOML text for nested tables: the top level's tables become sections; below that, tables
+    of scalars are written inline (``value = { width = 16, frac = 10 }``)."""
+    def inline(v):
+        return not isinstance(v, dict) or (prefix and all(
+            not isinstance(x, (dict, list)) for x in v.values()))
+    text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in d.items() if inline(v))
+    for k, v in d.items():
+        if not inline(v):
+            body = _dump_toml(v, f"{prefix}{k}.")
+            header = "" if body.startswith("\n[") else f"\n[{prefix}{k}]\n"
+            text += header + body
+    return text
 
 
 _TOP_KEYS = {"network", "pc", "format", "hardware"}

@@ -1,0 +1,280 @@
+"""The ``pchw`` command line. Every user error is one line on stderr and a non-zero exit."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .datasets import DATASETS, load_dataset
+from .errors import PchwError
+from .golden import make_model
+from .network import ACTIVATIONS, MODES, Network, PCSettings, load
+from .train import accuracy, train_backprop, train_pc
+
+__all__ = ["main"]
+
+
+def _progress(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _arithmetic(args):
+    return "fixed-point" if args.fixed else "float64"
+
+
+def _dataset_for(network, args):
+    name = args.dataset or network.dataset
+    if not name:
+        raise PchwError("no dataset: pass --dataset NAME or set network.dataset in network.toml "
+                        f"(known: {', '.join(DATASETS)})")
+    data = load_dataset(name, seed=args.split_seed)
+    if data.n_features != network.layers[0] or data.n_classes != network.layers[-1]:
+        raise PchwError(f"dataset {name} has {data.n_features} inputs and {data.n_classes} "
+                        f"classes, but the network is {network.layers[0]} -> "
+                        f"{network.layers[-1]}")
+    return data
+
+
+def _load_array(path, what, width):
+    try:
+        a = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PchwError(f"{path}: no such file")
+    except (OSError, ValueError) as error:
+        raise PchwError(f"{path}: cannot read as .npy: {error}")
+    if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.number):
+        raise PchwError(f"{path}: {what} must be a numeric array")
+    a = np.atleast_2d(a).astype(np.float64)
+    if a.ndim != 2 or a.shape[1] != width:
+        raise PchwError(f"{path}: {what} has shape {a.shape}, expected (N, {width})")
+    if not np.all(np.isfinite(a)):
+        raise PchwError(f"{path}: {what} contains NaN or infinity")
+    return a
+
+
+def cmd_info(args):
+    network = load(args.model)
+    print(network.summary())
+    print(f"hash       {network.description_hash()[:16]}")
+
+
+def cmd_init(args):
+    layers = [int(n) for n in args.layers.split(",") if n]
+    activations = args.activations.split(",") if args.activations else \
+        ["identity"] + ["relu"] * (len(layers) - 2)
+    network = Network(layers, activations, init_seed=args.seed, name=Path(args.model).name,
+                      dataset=args.dataset, source="pchw init",
+                      pc=PCSettings(mode=args.mode))
+    network.save(args.model)
+    print(f"wrote {args.model}/network.toml and weights.npz (random initialisation, seed "
+          f"{args.seed}); edit network.toml, then `pchw train {args.model}`")
+
+
+def cmd_train(args):
+    network = load(args.model)
+    if args.mode:
+        network = network.with_settings(mode=args.mode)
+    if args.init is not None:
+        network = network.with_params(*network.init_params(args.init))
+    data = _dataset_for(network, args)
+    _progress(f"{data.describe()}; training {args.epochs} epoch(s), batch size {args.batch_size}")
+    results = {}
+
+    def run(label, train):
+        start = time.perf_counter()
+
+        def progress(epoch, acc):
+            _progress(f"  {label}: epoch {epoch + 1}/{args.epochs}  test accuracy {acc:6.2%}  "
+                      f"({time.perf_counter() - start:.1f} s)")
+        return train(progress)
+
+    if not args.no_backprop:
+        _, history = run("backprop (float64)", lambda p: train_backprop(
+            network, data, args.epochs, args.batch_size, seed=args.seed, progress=p))
+        results["backprop float64"] = history[-1] if history else None
+    label = f"PC {network.pc.mode} ({_arithmetic(args)})"
+    model, history = run(label, lambda p: train_pc(network, data, args.epochs, args.batch_size,
+                                                    fixed=args.fixed, seed=args.seed,
+                                                    progress=p))
+    results[label] = history[-1] if history else accuracy(model.predict, data.x_test,
+                                                          data.y_test)
+    for name, acc in results.items():
+        print(f"{name:40s} test accuracy {acc:.2%}")
+    if args.fixed:
+        print(f"saturations: {model.saturations}")
+    if args.output:
+        model.to_network().save(args.output)
+        print(f"saved PC-trained parameters to {args.output}")
+    else:
+        print("not saved (use -o DIR to save the trained model)")
+
+
+def cmd_eval(args):
+    network = load(args.model)
+    data = _dataset_for(network, args)
+    model = make_model(network, args.fixed)
+    train_acc = accuracy(model.predict, data.x_train, data.y_train)
+    test_acc = accuracy(model.predict, data.x_test, data.y_test)
+    print(f"{data.describe()}")
+    print(f"{_arithmetic(args)} inference: train accuracy {train_acc:.2%}, "
+          f"test accuracy {test_acc:.2%}")
+    if args.fixed:
+        print(f"saturations: {model.saturations}")
+
+
+def cmd_golden(args):
+    network = load(args.model)
+    inputs = _load_array(args.input, "input", network.layers[0])
+    model = make_model(network, args.fixed)
+    result = {}
+    if args.learn:
+        if not args.target:
+            raise PchwError("--learn needs --target Y.npy")
+        targets = _load_array(args.target, "target", network.layers[-1])
+        if len(targets) != len(inputs):
+            raise PchwError(f"{args.target}: {len(targets)} targets for {len(inputs)} inputs")
+        w0, b0 = model.float_params()
+        outputs, traces = [], []
+        for i in range(0, len(inputs), args.batch_size):
+            step = model.learn(inputs[i:i + args.batch_size], targets[i:i + args.batch_size],
+                               trace=args.trace)
+            outputs.append(step.output)
+            traces.append(step.trace)
+        result["output"] = np.concatenate(outputs)
+        w1, b1 = model.float_params()
+        for l in range(1, network.L + 1):
+            result[f"W{l}"], result[f"b{l}"] = w1[l - 1], b1[l - 1]
+            result[f"dW{l}"], result[f"db{l}"] = w1[l - 1] - w0[l - 1], b1[l - 1] - b0[l - 1]
+        if args.trace:
+            a = model.arith
+            for key in ("x", "mu", "eps"):
+                for l in range(0 if key == "x" else 1, network.L + 1):
+                    # (batches, steps, batch, n_l) -> (samples, steps, n_l)
+                    stacked = np.stack([np.stack([a.value_to_float(l, getattr(s, key)[l])
+                                                  for s in trace]) for trace in traces])
+                    result[f"trace_{key}{l}"] = stacked.transpose(0, 2, 1, 3).reshape(
+                        len(inputs), stacked.shape[1], -1)
+    else:
+        if args.target or args.trace:
+            raise PchwError("--target and --trace need --learn")
+        result["output"] = model.infer(inputs)
+    np.savez(args.out, **result)
+    sats = model.saturations.as_dict()
+    print(f"wrote {args.out}: {', '.join(sorted(result))}")
+    if args.fixed:
+        print(f"saturations: {json.dumps(sats) if sats else 'none'}")
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="pchw", description="Compile a neural network into FPGA hardware that runs "
+        "predictive coding, with a bit-exact golden model. A MODEL is a folder holding "
+        "network.toml and weights.npz (docs/network-format.md).")
+    p.add_argument("--version", action="version", version=f"pchw {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_arg(q):
+        q.add_argument("model", metavar="MODEL", help="model folder (network.toml, weights.npz)")
+
+    def arithmetic_args(q, default_fixed):
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--fixed", dest="fixed", action="store_true", default=default_fixed,
+                       help="bit-exact fixed-point golden model (what the hardware computes)"
+                       + (" [default]" if default_fixed else ""))
+        g.add_argument("--float", dest="fixed", action="store_false",
+                       help="float64 golden model" + ("" if default_fixed else " [default]"))
+
+    def dataset_args(q):
+        q.add_argument("--dataset", choices=DATASETS, help="dataset (default: the model's "
+                       "network.dataset)")
+        q.add_argument("--split-seed", type=int, default=0, metavar="N",
+                       help="seed of the stratified 80/20 train/test split (default 0)")
+
+    q = sub.add_parser("info", help="show topology, formats, parameter count and memory bits",
+                       description="Validate a model and show its topology, PC settings, "
+                       "fixed-point formats, parameter count and on-chip memory bits.")
+    model_arg(q)
+    q.set_defaults(func=cmd_info)
+
+    q = sub.add_parser("init", help="create a new model folder with random weights",
+                       description="Create MODEL/network.toml and weights.npz with default "
+                       "settings and a uniform random initialisation.")
+    model_arg(q)
+    q.add_argument("--layers", required=True, help="layer sizes n_0,...,n_L, e.g. 64,32,10")
+    q.add_argument("--activations", help=f"f_0,...,f_(L-1) from {', '.join(ACTIVATIONS)} "
+                   "(default: identity for the input, relu for hidden layers)")
+    q.add_argument("--mode", choices=MODES, default="standard", help="PC mode")
+    q.add_argument("--dataset", choices=DATASETS, help="default dataset of the model")
+    q.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    q.set_defaults(func=cmd_init)
+
+    q = sub.add_parser("train", help="train with PC learning (and backprop for comparison)",
+                       description="Train MODEL with predictive-coding learning in the golden "
+                       "model (fixed point by default) and, for comparison, with float64 "
+                       "backprop from the same initialisation, sample order and learning rate. "
+                       "Prints test accuracy after every epoch.")
+    model_arg(q)
+    dataset_args(q)
+    arithmetic_args(q, default_fixed=True)
+    q.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    q.add_argument("--batch-size", type=int, default=1, metavar="B",
+                   help="samples per weight update; 1 is online learning as on the chip "
+                   "(default 1); larger batches sum the updates")
+    q.add_argument("--mode", choices=MODES, help="override the PC mode of network.toml")
+    q.add_argument("--init", type=int, metavar="SEED",
+                   help="start from a fresh random initialisation instead of weights.npz")
+    q.add_argument("--seed", type=int, default=0, help="sample-order seed (default 0)")
+    q.add_argument("--no-backprop", action="store_true", help="skip the backprop comparison")
+    q.add_argument("-o", "--output", metavar="DIR",
+                   help="save the PC-trained model here (may be MODEL itself)")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("eval", help="accuracy of a model on a dataset",
+                       description="Inference accuracy of MODEL on the train and test split.")
+    model_arg(q)
+    dataset_args(q)
+    arithmetic_args(q, default_fixed=False)
+    q.set_defaults(func=cmd_eval)
+
+    q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
+                       description="Run the golden model: inference, or with --learn one PC "
+                       "learning step per batch (online by default). Writes OUT.npz with "
+                       "'output' and, after learning, W*/b* and their changes dW*/db* as floats; "
+                       "with --trace the state after every relaxation step as "
+                       "trace_{x,mu,eps}<layer> of shape (samples, snapshots, n_l).")
+    model_arg(q)
+    q.add_argument("--input", required=True, metavar="X.npy", help="inputs, shape (N, n_0)")
+    q.add_argument("--target", metavar="Y.npy", help="targets, shape (N, n_L)")
+    q.add_argument("--learn", action="store_true", help="learn from (input, target) pairs")
+    q.add_argument("--batch-size", type=int, default=1, metavar="B",
+                   help="samples per learning step (default 1)")
+    q.add_argument("--trace", action="store_true", help="record the per-step state")
+    arithmetic_args(q, default_fixed=True)
+    q.add_argument("--out", required=True, metavar="R.npz", help="output file")
+    q.set_defaults(func=cmd_golden)
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name, 1) < 1:
+            print(f"pchw: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        args.func(args)
+    except PchwError as error:
+        print(f"pchw: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pchw: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
