@@ -192,8 +192,13 @@ class Saturations:
                 self.counts[key] = self.counts.get(key, 0) + n
         return add
 
-    def total(self, quantity=None):
-        return sum(n for (q, _), n in self.counts.items() if quantity in (None, q))
+    def saturated(self):
+        """Total saturation events (underflows not included)."""
+        return sum(n for (q, _), n in self.counts.items() if not q.endswith("_zero"))
+
+    def underflows(self):
+        """Total nonzero parameter updates that rounded to zero."""
+        return sum(n for (q, _), n in self.counts.items() if q.endswith("_zero"))
 
     def as_dict(self):
         """``{"quantity[layer]": count}``, sorted, for reports and JSON."""

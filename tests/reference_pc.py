@@ -89,7 +89,7 @@ class Reference:
     def infer(self, inputs):
         return self.feedforward(inputs)[self.L]
 
-    def update(self, eps, phi):
+    def update(self, phi, eps):
         pc = self.net.pc
         k = int(round(-math.log2(pc.learning_rate)))
         for l in range(1, self.L + 1):
@@ -141,7 +141,7 @@ class Reference:
                     gm = gate(self.net.activations[l], xg, m, self.vf[l])
                     new[l][j] = sat(x[l][j] + rq(gm - eps[l][j], g, self.vf[l]), self.vf[l])
             if pc.mode == "incremental":
-                self.update(eps, phi)
+                self.update(phi, eps)
             x = new
         if pc.mode != "incremental":
             self.update(*errors())
