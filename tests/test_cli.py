@@ -1,0 +1,110 @@
+"""The pchw command line, end to end."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pchw
+from pchw.cli import main
+from pchw.golden import FixedModel
+
+
+@pytest.fixture
+def xor_model(tmp_path):
+    path = tmp_path / "xor"
+    assert main(["init", str(path), "--layers", "2,8,2", "--activations", "identity,hardtanh",
+                 "--dataset", "xor", "--seed", "1"]) == 0
+    return path
+
+
+def test_info(xor_model, capsys):
+    assert main(["info", str(xor_model)]) == 0
+    out = capsys.readouterr().out
+    assert "2 -> 8 -> 2" in out and "parameters 42" in out and "Q16.10" in out
+
+
+def test_train_saves_and_eval_reads_back(xor_model, tmp_path, capsys):
+    trained = tmp_path / "trained"
+    assert main(["train", str(xor_model), "--epochs", "3", "-o", str(trained)]) == 0
+    captured = capsys.readouterr()
+    assert "backprop float64" in captured.out and "PC standard (fixed-point)" in captured.out
+    assert "epoch 3/3" in captured.err                        # progress
+    before, after = pchw.load(xor_model), pchw.load(trained)
+    assert not np.array_equal(before.weights[0], after.weights[0])
+    # The saved parameters are exactly the fixed-point model's: reloading loses nothing.
+    assert all(np.array_equal(w, w_q) for w, w_q in
+               zip(FixedModel(after).W, [after.weight_format(1).quantise(after.weights[0]),
+                                         after.weight_format(2).quantise(after.weights[1])]))
+    assert main(["eval", str(trained), "--fixed"]) == 0
+    assert "fixed-point inference" in capsys.readouterr().out
+
+
+def test_golden_learn_writes_updates(xor_model, tmp_path, capsys):
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, np.array([[0.0, 1.0], [1.0, 1.0]]))
+    np.save(y, np.array([[0.0, 1.0], [1.0, 0.0]]))
+    out = tmp_path / "r.npz"
+    assert main(["golden", str(xor_model), "--input", str(x), "--target", str(y), "--learn",
+                 "--trace", "--out", str(out)]) == 0
+    net = pchw.load(xor_model)
+    model = FixedModel(net)
+    expected = [model.learn(np.load(x)[i:i + 1], np.load(y)[i:i + 1]) for i in range(2)]
+    with np.load(out) as r:
+        assert np.array_equal(r["output"], np.concatenate([e.output for e in expected]))
+        w, b = model.float_params()
+        assert np.array_equal(r["W1"], w[0]) and np.array_equal(r["b2"], b[1])
+        assert np.array_equal(r["dW1"], w[0] - net.weight_format(1).dequantise(
+            net.weight_format(1).quantise(net.weights[0])))
+        T = net.pc.inference_steps
+        assert r["trace_x1"].shape == (2, T + 1, 8) and r["trace_eps2"].shape == (2, T + 1, 2)
+
+
+def test_golden_infer(xor_model, tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.eye(2))
+    out = tmp_path / "r.npz"
+    assert main(["golden", str(xor_model), "--input", str(x), "--float", "--out", str(out)]) == 0
+    with np.load(out) as r:
+        assert r["output"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "/nonexistent"], "no such model folder"),
+    (["eval", "{model}", "--dataset", "digits"], "dataset digits has 64 inputs"),
+    (["golden", "{model}", "--input", "{tmp}/missing.npy", "--out", "{tmp}/r.npz"],
+     "missing.npy: no such file"),
+    (["golden", "{model}", "--input", "{tmp}/bad.npy", "--out", "{tmp}/r.npz"],
+     r"bad.npy: input has shape \(1, 3\), expected \(N, 2\)"),
+    (["golden", "{model}", "--input", "{tmp}/good.npy", "--learn", "--out", "{tmp}/r.npz"],
+     "--learn needs --target"),
+    (["golden", "{model}", "--input", "{tmp}/good.npy", "--target", "{tmp}/good.npy",
+      "--out", "{tmp}/r.npz"], "need --learn"),
+])
+def test_user_errors_are_one_line(xor_model, tmp_path, capsys, argv, message):
+    np.save(tmp_path / "bad.npy", np.zeros((1, 3)))
+    np.save(tmp_path / "good.npy", np.zeros((1, 2)))
+    argv = [a.format(model=xor_model, tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pchw: error: ") and err.count("\n") == 1
+    assert re.search(message, err)
+
+
+def test_installed_command_reports_bad_description_without_traceback(xor_model):
+    toml = xor_model / "network.toml"
+    toml.write_text(toml.read_text().replace("inference_rate = 0.5", "inference_rate = 0.3"))
+    run = subprocess.run([sys.executable, "-m", "pchw.cli", "info", str(xor_model)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().endswith("nearest allowed: 0.25 or 0.5")
+    assert run.stderr.count("\n") == 1
+
+
+def test_help_for_every_command():
+    for command in ("info", "init", "train", "eval", "golden"):
+        run = subprocess.run([sys.executable, "-m", "pchw.cli", command, "--help"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0 and "usage: pchw " + command in run.stdout

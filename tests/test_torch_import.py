@@ -1,0 +1,45 @@
+"""Import of PyTorch nn.Sequential models (PyTorch is an optional extra)."""
+
+import numpy as np
+import pytest
+
+import pchw
+from pchw import PchwError
+from pchw.golden import FloatModel
+
+torch = pytest.importorskip("torch", reason="PyTorch is optional (pip install 'pchw[torch]')")
+nn = torch.nn
+
+
+def test_import_matches_torch_forward():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6),
+                        nn.LeakyReLU(0.125), nn.Linear(6, 4), nn.Hardtanh(), nn.Linear(4, 3))
+    net = pchw.from_torch(seq)
+    assert net.layers == (5, 7, 6, 4, 3)
+    assert [str(a) for a in net.activations] == ["identity", "relu", "leaky_relu(2^-3)",
+                                                 "hardtanh"]
+    x = np.random.default_rng(0).normal(size=(8, 5))
+    with torch.no_grad():
+        expected = seq.double()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(FloatModel(net).infer(x), expected, atol=1e-12)
+
+
+def test_leading_activation_is_f0_and_missing_bias_is_zero():
+    seq = nn.Sequential(nn.ReLU(), nn.Linear(3, 2, bias=False))
+    net = pchw.from_torch(seq)
+    assert net.activations[0].name == "relu" and not np.any(net.biases[0])
+
+
+@pytest.mark.parametrize("seq, message", [
+    (lambda: nn.Sequential(nn.Linear(3, 2), nn.Sigmoid(), nn.Linear(2, 2)), "Sigmoid is not"),
+    (lambda: nn.Sequential(nn.Linear(3, 2), nn.ReLU()), "ends with an activation"),
+    (lambda: nn.Sequential(nn.Linear(3, 2), nn.LeakyReLU(0.1), nn.Linear(2, 2)),
+     "not a power of two"),
+    (lambda: nn.Sequential(nn.Linear(3, 2), nn.Linear(4, 2)), "takes 4 inputs"),
+    (lambda: nn.Sequential(nn.ReLU()), "no Linear layer"),
+    (lambda: nn.Linear(3, 2), "expected torch.nn.Sequential"),
+])
+def test_unsupported_models_are_refused(seq, message):
+    with pytest.raises(PchwError, match=message):
+        pchw.from_torch(seq())
