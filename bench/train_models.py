@@ -1,0 +1,177 @@
+"""Train the committed example models and write their READMEs from what was measured.
+
+For each model: float64 backprop, float64 PC, fixed-point inference of the float-PC weights, and
+fixed-point PC learning (trained entirely in the bit-exact model, whose weights are committed),
+all from the same initialisation, sample order and learning rate. For digits also an
+accuracy-versus-width table (round-to-nearest vs stochastic weight updates, standard and
+fixed_prediction modes).
+
+Usage: python bench/train_models.py [--only NAME ...] [--no-sweep] [--jobs N]
+"""
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from multiprocessing import Pool
+from pathlib import Path
+
+import pchw
+from pchw import Format, Formats, Network, PCSettings
+from pchw.datasets import load_dataset
+from pchw.golden import FixedModel
+from pchw.train import accuracy, train_backprop, train_pc
+
+ROOT = Path(__file__).resolve().parent.parent
+INIT_SEED = 0
+ORDER_SEED = 0
+
+MODELS = {
+    "xor": dict(layers=[2, 8, 2], activations=["identity", "hardtanh"], epochs=200,
+                pc=PCSettings(mode="standard", inference_steps=8, inference_rate=0.5,
+                              learning_rate=2.0 ** -3),
+                formats=Formats(Format(12, 8), Format(12, 9)), lanes=[2, 2]),
+    "iris": dict(layers=[4, 16, 3], activations=["identity", "relu"], epochs=60,
+                 pc=PCSettings(mode="standard", inference_steps=8, inference_rate=0.25,
+                               learning_rate=2.0 ** -5),
+                 formats=Formats(Format(16, 10), Format(16, 12)), lanes=[4, 2]),
+    "digits": dict(layers=[64, 32, 10], activations=["identity", "relu"], epochs=30,
+                   pc=PCSettings(mode="fixed_prediction", inference_steps=1, inference_rate=1.0,
+                                 learning_rate=2.0 ** -5),
+                   formats=Formats(Format(16, 10), Format(16, 12)), lanes=[8, 2]),
+}
+
+
+def initial_network(name):
+    spec = MODELS[name]
+    return Network(spec["layers"], spec["activations"], pc=spec["pc"], formats=spec["formats"],
+                   lanes=spec["lanes"], name=name, dataset=name, init_seed=INIT_SEED)
+
+
+def train_one(name):
+    spec, network = MODELS[name], initial_network(name)
+    data = load_dataset(name)
+    epochs = spec["epochs"]
+    start = time.perf_counter()
+    _, bp = train_backprop(network, data, epochs, seed=ORDER_SEED)
+    float_model, float_pc = train_pc(network, data, epochs, fixed=False, seed=ORDER_SEED)
+    fixed_inference = accuracy(FixedModel(float_model.to_network()).predict, data.x_test,
+                               data.y_test)
+    fixed_model, fixed_pc = train_pc(network, data, epochs, fixed=True, seed=ORDER_SEED)
+    trained = fixed_model.to_network()
+    trained.save(ROOT / "models" / name)
+    result = {"name": name, "layers": list(network.layers), "epochs": epochs,
+              "dataset": data.describe(),
+              "backprop_float": bp[-1], "pc_float": float_pc[-1],
+              "pc_float_weights_fixed_inference": fixed_inference,
+              "pc_fixed_learning": fixed_pc[-1],
+              "saturations": fixed_model.saturations.as_dict(),
+              "seconds": time.perf_counter() - start}
+    print(f"{name}: backprop {bp[-1]:.2%}, float PC {float_pc[-1]:.2%}, fixed inference "
+          f"{fixed_inference:.2%}, fixed PC learning {fixed_pc[-1]:.2%} "
+          f"({result['seconds']:.0f} s)", flush=True)
+    return result
+
+
+def width_formats(width):
+    """Values Q<w>.<w-4> (range +-8, digits' inputs exact from 8 bits), weights Q<w>.<w-2>."""
+    return Formats(Format(width, width - 4), Format(width, width - 2))
+
+
+def sweep_point(args):
+    width, rounding, mode = args
+    network = initial_network("digits")
+    settings = dict(mode=mode, weight_rounding=rounding)
+    if mode == "standard":
+        settings.update(inference_steps=8, inference_rate=0.25)
+    network = network.with_settings(**settings).with_formats(width_formats(width))
+    data = load_dataset("digits")
+    model, history = train_pc(network, data, MODELS["digits"]["epochs"], fixed=True,
+                              seed=ORDER_SEED)
+    sats = model.saturations
+    print(f"  width {width:2d} {rounding:10s} {mode:16s} {history[-1]:.2%}  "
+          f"saturations {sats.saturated()}  updates rounded to zero {sats.underflows()}",
+          flush=True)
+    return {"width": width, "rounding": rounding, "mode": mode, "accuracy": history[-1],
+            "saturated": sats.saturated(), "underflows": sats.underflows()}
+
+
+def pct(v):
+    return f"{100 * v:.2f}%"
+
+
+def write_readme(result, sweep=None, backprop_float=None):
+    name = result["name"]
+    network = pchw.load(ROOT / "models" / name)
+    pc = network.pc
+    lines = [
+        f"# {name}", "",
+        f"{' -> '.join(map(str, network.layers))} network, activations "
+        f"{', '.join(str(a) for a in network.activations)}; {result['dataset']}.", "",
+        f"PC: mode `{pc.mode}`, T = {pc.inference_steps}, gamma = 2^-{pc.gamma_shift}, "
+        f"eta = 2^-{pc.eta_shift}, weight rounding `{pc.weight_rounding}`. Formats: values "
+        f"`{network.formats.value}`, weights `{network.formats.weight}` (`docs/fixed-point.md`).",
+        "",
+        f"Trained by `make models` (`bench/train_models.py`) on {date.today()}: "
+        f"{result['epochs']} epochs of online (batch-1) learning, all runs from the same "
+        f"initialisation (seed {INIT_SEED}), sample order and learning rate; test accuracy after "
+        f"the last epoch on the stratified 20% hold-out (split seed 0).", "",
+        "| training | inference | test accuracy |", "|---|---|---|",
+        f"| backprop, float64 | float64 | {pct(result['backprop_float'])} |",
+        f"| PC, float64 | float64 | {pct(result['pc_float'])} |",
+        f"| PC, float64 | fixed point | {pct(result['pc_float_weights_fixed_inference'])} |",
+        f"| **PC, fixed point (bit-exact, as on chip)** | fixed point | "
+        f"**{pct(result['pc_fixed_learning'])}** |", "",
+        "`weights.npz` holds the parameters of the last row (exactly representable in the "
+        "weight format).", "",
+        f"Saturation and underflow events during fixed-point training: "
+        f"{json.dumps(result['saturations']) if result['saturations'] else 'none'}.",
+    ]
+    if sweep:
+        lines += ["", "## Accuracy against bit width", "",
+                  "Fixed-point PC learning, same initialisation and schedule, values "
+                  "`Q<w>.<w-4>` and weights `Q<w>.<w-2>`; `fixed_prediction` with T = 1, "
+                  "gamma = 1; `standard` with T = 8, gamma = 2^-2; eta = 2^-5. Float backprop "
+                  f"on the same split: {pct(backprop_float)}.", "",
+                  "| width | fixed_prediction, nearest | fixed_prediction, stochastic | "
+                  "standard, nearest | standard, stochastic |", "|---|---|---|---|---|"]
+        by_key = {(p["width"], p["mode"], p["rounding"]): p for p in sweep}
+        for width in sorted({p["width"] for p in sweep}):
+            cells = []
+            for mode in ("fixed_prediction", "standard"):
+                for rounding in ("nearest", "stochastic"):
+                    p = by_key.get((width, mode, rounding))
+                    cells.append(f"{pct(p['accuracy'])}" + (f" ({p['underflows']:,} updates "
+                                 "rounded to 0)" if p["underflows"] else "") if p else "-")
+            lines.append(f"| {width} | " + " | ".join(cells) + " |")
+    (ROOT / "models" / name / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(MODELS), help="models to train")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the digits width sweep")
+    parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    args = parser.parse_args()
+    names = args.only or list(MODELS)
+    sweep_args = [(w, r, m) for m in ("fixed_prediction", "standard") for w in (8, 10, 12, 14, 16)
+                  for r in ("nearest", "stochastic")]
+    with Pool(args.jobs) as pool:
+        results = pool.map(train_one, names)
+        sweep = None
+        if "digits" in names and not args.no_sweep:
+            print("digits width sweep:", flush=True)
+            sweep = pool.map(sweep_point, sweep_args)
+    for result in results:
+        write_readme(result, sweep if result["name"] == "digits" else None,
+                     result["backprop_float"])
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "models.json").write_text(json.dumps(
+        {"date": str(date.today()), "machine": platform.machine(), "models": results,
+         "digits_width_sweep": sweep}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

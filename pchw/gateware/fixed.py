@@ -1,0 +1,64 @@
+"""Fixed-point helpers that build Amaranth expressions for pchw's narrowing rules.
+
+These are the circuit twins of :mod:`pchw.fixedpoint` (the single specification, see
+``docs/fixed-point.md``): ``round_shift``, ``saturate`` and ``requantise`` produce exactly the
+same integers, which ``tests/gateware/test_fixed.py`` checks against the golden functions.
+All helpers are combinational (zero cycles).
+"""
+
+from amaranth.hdl import Const, Mux, signed
+
+__all__ = ["value_shape", "round_shift", "saturate", "requantise", "activation", "gate"]
+
+
+def value_shape(fmt):
+    """The signed Amaranth shape of a :class:`~pchw.fixedpoint.Format`."""
+    return signed(fmt.width)
+
+
+def round_shift(value, shift, noise=None):
+    """``value / 2**shift`` rounded half up (or ``floor((value + noise) / 2**shift)``), or
+    ``value << -shift`` for ``shift <= 0``. ``value`` must be signed."""
+    if shift > 0:
+        add = Const(1 << (shift - 1)) if noise is None else noise
+        return (value + add) >> shift
+    return value << (-shift)
+
+
+def saturate(value, fmt):
+    """Clamp a signed expression to ``fmt``; the result has ``fmt``'s shape."""
+    low, high = fmt.min, fmt.max
+    return _narrow(Mux(value > high, high, Mux(value < low, low, value)), fmt)
+
+
+def _narrow(value, fmt):
+    return value[:fmt.width].as_signed()
+
+
+def requantise(value, shift, fmt, noise=None):
+    """:func:`round_shift` then :func:`saturate` into ``fmt``."""
+    return saturate(round_shift(value, shift, noise), fmt)
+
+
+def activation(act, x, fmt):
+    """``f(x)`` for an :class:`~pchw.network.Activation`, in ``fmt`` (a mux or shift)."""
+    if act.name == "relu":
+        return Mux(x > 0, x, 0)
+    if act.name == "leaky_relu":
+        return Mux(x >= 0, x, _narrow(round_shift(x, act.shift), fmt))
+    if act.name == "hardtanh":
+        one, low = fmt.one, -(1 << fmt.frac)
+        return _narrow(Mux(x > one, one, Mux(x < low, low, x)), fmt)
+    return x
+
+
+def gate(act, x, message, fmt):
+    """``f'(x) * message``: a select, or a shift for leaky_relu; never a multiply."""
+    if act.name == "relu":
+        return Mux(x > 0, message, 0)
+    if act.name == "leaky_relu":
+        return Mux(x > 0, message, _narrow(round_shift(message, act.shift), fmt))
+    if act.name == "hardtanh":
+        one = 1 << fmt.frac
+        return Mux((x > -one) & (x < one), message, 0)
+    return message
