@@ -1,0 +1,1 @@
+"""Reusable Amaranth components of the pchw device, one file per block."""

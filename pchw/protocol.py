@@ -1,0 +1,480 @@
+"""The host <-> device wire protocol, defined once: constants, frames, values, and the device.
+
+Everything on the wire is described in ``docs/protocol.md``; this module is its one
+implementation. The host driver builds commands and decodes replies with it, the gateware takes
+its constants (sync bytes, CRC polynomial) from it, and :class:`DeviceModel` is the golden
+reference of the whole device: it answers a byte stream exactly as the hardware must.
+
+This module needs only NumPy (no Amaranth), so the host side runs without the HDL toolchain.
+
+Frames
+------
+Command (host -> device): ``A5 opcode len_lo len_hi payload[len] crc``.
+Reply (device -> host): ``5A status len_lo len_hi payload[len] crc``.
+``crc`` is CRC-8/SMBUS (:func:`crc8`) over every byte after the sync byte up to the crc.
+"""
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PchwError
+from .golden import FixedModel
+
+__all__ = [
+    "SYNC_COMMAND", "SYNC_REPLY", "CRC_POLY", "CRC_INIT", "HEADER_SIZE", "CRC_SIZE",
+    "MAX_LENGTH", "MAGIC", "PROTOCOL_VERSION", "NETWORK_ID_SIZE",
+    "Opcode", "Status", "FrameCheck",
+    "crc8_step", "crc8", "value_bytes", "encode_values", "decode_values",
+    "command_frame", "reply_frame", "frame_size", "parse_command", "parse_reply",
+    "network_id", "payload_length", "max_payload",
+    "identify_command", "infer_command", "learn_command", "read_params_command",
+    "write_params_command", "check_reply", "decode_identify", "decode_outputs",
+    "decode_params", "ReceivedFrame", "FrameParser", "DeviceModel",
+]
+
+SYNC_COMMAND = 0xA5         # first byte of every command frame
+SYNC_REPLY = 0x5A           # first byte of every reply frame
+CRC_POLY = 0x07             # CRC-8/SMBUS: x^8 + x^2 + x + 1, no reflection, no final xor
+CRC_INIT = 0x00
+HEADER_SIZE = 4             # sync, opcode/status, length low byte, length high byte
+CRC_SIZE = 1
+MAX_LENGTH = 0xFFFF         # the largest payload the 16-bit length field can express
+MAGIC = b"PCHW"             # start of the IDENTIFY reply
+PROTOCOL_VERSION = 1
+NETWORK_ID_SIZE = 8         # bytes of the network id in the IDENTIFY reply
+
+
+class Opcode(enum.IntEnum):
+    """Command opcodes (the byte after :data:`SYNC_COMMAND`)."""
+    IDENTIFY = 0x01         # empty payload
+    INFER = 0x02            # n_0 input values
+    LEARN = 0x03            # n_0 input values, then n_L target values
+    READ_PARAMS = 0x04      # 1 byte: layer l in 1..L
+    WRITE_PARAMS = 0x05     # 1 byte layer l, W_l row-major (n_l * n_{l-1} values), b_l (n_l)
+
+
+class Status(enum.IntEnum):
+    """Reply statuses (the byte after :data:`SYNC_REPLY`)."""
+    OK = 0x00
+    ERR_CHECKSUM = 0x01     # the crc of the command did not match
+    ERR_OPCODE = 0x02       # unknown opcode
+    ERR_LENGTH = 0x03       # length wrong for the opcode, or above max_payload
+    ERR_ARGUMENT = 0x04     # layer out of range
+
+
+class FrameCheck(enum.IntEnum):
+    """What the frame receiver found about a frame before any decoding of its opcode."""
+    OK = 0
+    BAD_CRC = 1             # payload and crc were read; the crc did not match
+    TOO_LONG = 2            # the length field is above max_payload; no payload was read
+
+
+# -- CRC ----------------------------------------------------------------------------------------
+
+def crc8_step(crc, byte):
+    """The CRC register after one more byte (MSB first, polynomial :data:`CRC_POLY`).
+
+    The gateware's ``crc8_next`` is generated from this function, so the two cannot disagree.
+    """
+    crc ^= byte
+    for _ in range(8):
+        crc = ((crc << 1) ^ CRC_POLY if crc & 0x80 else crc << 1) & 0xFF
+    return crc
+
+
+_CRC_TABLE = bytes(crc8_step(0, b) for b in range(256))
+
+
+def crc8(data, crc=CRC_INIT):
+    """CRC-8/SMBUS of ``data`` (``crc8(b"123456789") == 0xF4``); ``crc`` continues a running CRC."""
+    for b in data:
+        crc = _CRC_TABLE[crc ^ b]
+    return crc
+
+
+# -- values -------------------------------------------------------------------------------------
+
+def value_bytes(fmt):
+    """Bytes per value on the wire: ``ceil(width / 8)``."""
+    return (fmt.width + 7) // 8
+
+
+def encode_values(values, fmt):
+    """Raw integers of ``fmt`` -> little-endian two's complement, ``value_bytes(fmt)`` bytes each,
+    sign-extended into the unused top bits.
+
+    Raises
+    ------
+    PchwError
+        If a value is not an integer in ``fmt.min .. fmt.max``.
+    """
+    v = np.asarray(values).ravel()
+    if v.size and not np.issubdtype(v.dtype, np.integer):
+        if not np.all(np.mod(v.astype(np.float64), 1) == 0):
+            raise PchwError(f"values for {fmt} must be raw integers")
+    v = v.astype(np.int64)
+    if v.size and (v.min() < fmt.min or v.max() > fmt.max):
+        raise PchwError(f"value out of range for {fmt}: raw values are {fmt.min}..{fmt.max}")
+    # The low bytes of a sign-extended little-endian int64 are exactly the encoding.
+    return v.astype("<i8").view(np.uint8).reshape(-1, 8)[:, :value_bytes(fmt)].tobytes()
+
+
+def decode_values(data, fmt, count):
+    """``count`` values of ``fmt`` from ``data`` (exactly ``count * value_bytes(fmt)`` bytes).
+
+    Only the low ``width`` bits of each value are used: top bits that are not a proper sign
+    extension are ignored (the value is taken modulo ``2**width`` as two's complement), as the
+    device does. Returns an int64 array.
+
+    Raises
+    ------
+    PchwError
+        If ``data`` has the wrong length.
+    """
+    size = value_bytes(fmt)
+    if len(data) != count * size:
+        raise PchwError(f"expected {count} values of {size} bytes ({count * size} bytes), "
+                        f"got {len(data)} bytes")
+    padded = np.zeros((count, 8), dtype=np.uint8)
+    padded[:, :size] = np.frombuffer(bytes(data), dtype=np.uint8).reshape(count, size)
+    u = padded.view("<u8").ravel() & np.uint64((1 << fmt.width) - 1)
+    v = u.astype(np.int64)
+    return np.where(v > fmt.max, v - (1 << fmt.width), v)
+
+
+# -- frames -------------------------------------------------------------------------------------
+
+def _frame(sync, code, payload):
+    payload = bytes(payload)
+    if not 0 <= int(code) <= 0xFF:
+        raise PchwError(f"opcode/status {code!r} does not fit in a byte")
+    if len(payload) > MAX_LENGTH:
+        raise PchwError(f"payload of {len(payload)} bytes is above the protocol's maximum of "
+                        f"{MAX_LENGTH}")
+    body = bytes([int(code), len(payload) & 0xFF, len(payload) >> 8]) + payload
+    return bytes([sync]) + body + bytes([crc8(body)])
+
+
+def command_frame(opcode, payload=b""):
+    """A complete command frame; ``opcode`` may be any byte (unknown ones are for tests)."""
+    return _frame(SYNC_COMMAND, opcode, payload)
+
+
+def reply_frame(status, payload=b""):
+    """A complete reply frame."""
+    return _frame(SYNC_REPLY, status, payload)
+
+
+def frame_size(header):
+    """Total size of the frame whose first :data:`HEADER_SIZE` bytes are ``header``."""
+    if len(header) < HEADER_SIZE:
+        raise PchwError(f"need {HEADER_SIZE} header bytes, got {len(header)}")
+    return HEADER_SIZE + (header[2] | header[3] << 8) + CRC_SIZE
+
+
+def _parse(data, sync, kind):
+    data = bytes(data)
+    if not data:
+        raise PchwError(f"no {kind} frame: no data")
+    if data[0] != sync:
+        raise PchwError(f"no {kind} frame: first byte is 0x{data[0]:02X}, not 0x{sync:02X}")
+    if len(data) < HEADER_SIZE or len(data) < frame_size(data):
+        raise PchwError(f"incomplete {kind} frame: {len(data)} bytes")
+    end = frame_size(data)
+    if crc8(data[1:end - 1]) != data[end - 1]:
+        raise PchwError(f"{kind} frame has a bad crc: 0x{data[end - 1]:02X}, expected "
+                        f"0x{crc8(data[1:end - 1]):02X}")
+    return data[1], data[HEADER_SIZE:end - 1], data[end:]
+
+
+def parse_command(data):
+    """``(opcode, payload, rest)`` of the command frame at the start of ``data``.
+
+    ``opcode`` is an int (it may be unknown). Raises PchwError on anything else.
+    """
+    return _parse(data, SYNC_COMMAND, "command")
+
+
+def parse_reply(data):
+    """``(status, payload, rest)`` of the reply frame at the start of ``data``.
+
+    Raises
+    ------
+    PchwError
+        If ``data`` does not start with a complete, valid reply frame with a known status.
+    """
+    status, payload, rest = _parse(data, SYNC_REPLY, "reply")
+    try:
+        return Status(status), payload, rest
+    except ValueError:
+        raise PchwError(f"reply has unknown status 0x{status:02X}") from None
+
+
+# -- the network's commands ---------------------------------------------------------------------
+
+def network_id(network):
+    """8 bytes identifying the description without weights: the start of the SHA-256 of the
+    canonical JSON (sorted keys, no spaces) of ``network.to_toml_dict()``."""
+    text = json.dumps(network.to_toml_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).digest()[:NETWORK_ID_SIZE]
+
+
+def _param_bytes(network, l):
+    n_out, n_in = network.layers[l], network.layers[l - 1]
+    return (n_out * n_in + n_out) * value_bytes(network.weight_format(l))
+
+
+def payload_length(network, opcode, layer=None):
+    """The payload length ``opcode`` needs on ``network``.
+
+    For WRITE_PARAMS it depends on ``layer`` (the payload's first byte): None if ``layer`` is
+    None or outside 1..L, in which case any length >= 1 passes the length check and the reply
+    is ERR_ARGUMENT.
+    """
+    opcode = Opcode(opcode)
+    n, L = network.layers, network.L
+    inputs = n[0] * value_bytes(network.value_format(0))
+    outputs = n[L] * value_bytes(network.value_format(L))
+    if opcode is Opcode.IDENTIFY:
+        return 0
+    if opcode is Opcode.INFER:
+        return inputs
+    if opcode is Opcode.LEARN:
+        return inputs + outputs
+    if opcode is Opcode.READ_PARAMS:
+        return 1
+    if layer is None or not 1 <= layer <= L:
+        return None
+    return 1 + _param_bytes(network, layer)
+
+
+def max_payload(network):
+    """The largest valid payload of any command for ``network`` (MAX_PAYLOAD).
+
+    Raises
+    ------
+    PchwError
+        If it is above 65535 bytes: a WRITE_PARAMS of the largest layer would not fit the
+        16-bit length field, so the network is too big for this protocol.
+    """
+    lengths = [payload_length(network, op) or 0 for op in Opcode]
+    lengths += [payload_length(network, Opcode.WRITE_PARAMS, l) for l in range(1, network.L + 1)]
+    longest = max(lengths)
+    if longest > MAX_LENGTH:
+        raise PchwError(f"{network.source}: a command payload of {longest} bytes (WRITE_PARAMS "
+                        f"of the largest layer) is above the protocol's maximum of {MAX_LENGTH}")
+    return longest
+
+
+def _check_layer(network, l):
+    if isinstance(l, bool) or not isinstance(l, (int, np.integer)) or not 1 <= l <= network.L:
+        raise PchwError(f"layer {l!r} does not exist (weight layers are 1..{network.L})")
+    return int(l)
+
+
+def identify_command():
+    return command_frame(Opcode.IDENTIFY)
+
+
+def infer_command(network, x_raw):
+    """INFER of one input: ``x_raw`` are n_0 raw integers of ``network.value_format(0)``
+    (from floats: ``network.value_format(0).quantise(x)``)."""
+    return command_frame(Opcode.INFER, _vector(network, 0, x_raw, "input"))
+
+
+def learn_command(network, x_raw, y_raw):
+    """LEARN of one sample: n_0 raw inputs (format of layer 0), n_L raw targets (layer L)."""
+    return command_frame(Opcode.LEARN, _vector(network, 0, x_raw, "input")
+                         + _vector(network, network.L, y_raw, "target"))
+
+
+def read_params_command(l):
+    """READ_PARAMS of weight layer ``l`` (1..L; any byte is sent, the device checks it)."""
+    if not 0 <= l <= 0xFF:
+        raise PchwError(f"layer {l!r} does not fit the layer byte")
+    return command_frame(Opcode.READ_PARAMS, bytes([l]))
+
+
+def write_params_command(network, l, W_raw, b_raw):
+    """WRITE_PARAMS of layer ``l``: raw integers of ``network.weight_format(l)``, ``W_raw`` of
+    shape ``(n_l, n_{l-1})`` (sent row-major), ``b_raw`` of shape ``(n_l,)``."""
+    l = _check_layer(network, l)
+    shape = (network.layers[l], network.layers[l - 1])
+    W, b = np.asarray(W_raw), np.asarray(b_raw)
+    if W.shape != shape or b.shape != shape[:1]:
+        raise PchwError(f"W_{l} must have shape {shape} and b_{l} shape {shape[:1]}, got "
+                        f"{W.shape} and {b.shape}")
+    fmt = network.weight_format(l)
+    return command_frame(Opcode.WRITE_PARAMS,
+                         bytes([l]) + encode_values(W, fmt) + encode_values(b, fmt))
+
+
+def _vector(network, l, values, what):
+    v = np.asarray(values).ravel()
+    if v.size != network.layers[l]:
+        raise PchwError(f"{what} needs {network.layers[l]} values, got {v.size}")
+    return encode_values(v, network.value_format(l))
+
+
+def check_reply(reply, opcode):
+    """The payload of an OK reply ``(status, payload)`` to ``opcode``; PchwError otherwise."""
+    status, payload = reply[0], reply[1]
+    if status is not Status.OK:
+        raise PchwError(f"device replied {Status(status).name} to {Opcode(opcode).name}")
+    return payload
+
+
+def decode_identify(payload):
+    """``(version, network_id)`` from an IDENTIFY reply payload."""
+    if len(payload) != len(MAGIC) + 1 + NETWORK_ID_SIZE or payload[:len(MAGIC)] != MAGIC:
+        raise PchwError(f"not a pchw device: IDENTIFY replied {bytes(payload)!r}")
+    return payload[len(MAGIC)], bytes(payload[len(MAGIC) + 1:])
+
+
+def decode_outputs(network, payload):
+    """The n_L raw outputs (format of layer L) of an INFER or LEARN reply payload."""
+    L = network.L
+    return decode_values(payload, network.value_format(L), network.layers[L])
+
+
+def decode_params(network, l, payload):
+    """``(W_raw, b_raw)`` of layer ``l`` from a READ_PARAMS reply payload."""
+    l = _check_layer(network, l)
+    n_out, n_in = network.layers[l], network.layers[l - 1]
+    values = decode_values(payload, network.weight_format(l), n_out * n_in + n_out)
+    return values[:n_out * n_in].reshape(n_out, n_in), values[n_out * n_in:]
+
+
+# -- the device ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A command frame as the receiver saw it: ``payload`` is empty for TOO_LONG."""
+    opcode: int
+    length: int
+    payload: bytes
+    check: FrameCheck
+
+
+class FrameParser:
+    """The receiver's framing, byte by byte (the golden model of the gateware FrameReceiver).
+
+    While hunting, bytes other than :data:`SYNC_COMMAND` are dropped. After the sync byte come
+    the opcode and the two length bytes; a length above ``max_payload`` ends the frame at once
+    (``TOO_LONG``, back to hunting: the rest of the bogus frame is hunted through as garbage).
+    Otherwise ``length`` payload bytes and the crc follow and the frame is ``OK`` or ``BAD_CRC``.
+
+    Parameters
+    ----------
+    max_payload : int
+        The longest payload accepted.
+    """
+
+    def __init__(self, max_payload):
+        self.max_payload = max_payload
+        self._frame = None          # bytes after the sync byte; None while hunting
+
+    @property
+    def hunting(self):
+        return self._frame is None
+
+    def feed(self, data):
+        """Consume ``data`` (any split of the stream); returns the frames completed by it."""
+        frames = []
+        for byte in bytes(data):
+            if self._frame is None:
+                if byte == SYNC_COMMAND:
+                    self._frame = bytearray()
+                continue
+            f = self._frame
+            f.append(byte)
+            if len(f) < 3:
+                continue
+            length = f[1] | f[2] << 8
+            if len(f) == 3 and length > self.max_payload:
+                frames.append(ReceivedFrame(f[0], length, b"", FrameCheck.TOO_LONG))
+                self._frame = None
+            elif len(f) == 3 + length + 1:
+                check = FrameCheck.OK if crc8(f[:-1]) == f[-1] else FrameCheck.BAD_CRC
+                frames.append(ReceivedFrame(f[0], length, bytes(f[3:-1]), check))
+                self._frame = None
+        return frames
+
+
+class DeviceModel:
+    """The golden reference of the device: bytes in, reply frames out, as the hardware must.
+
+    Parameters
+    ----------
+    network : Network
+        The network the device was built for (its weights are the initial parameters).
+
+    Members
+    -------
+    model : FixedModel
+        The device state; parameters ``model.W[l-1]``, ``model.b[l-1]`` (raw int64 arrays).
+    max_payload : int
+    network_id : bytes
+
+    Every complete frame gets exactly one reply; errors never change the parameters. A frame
+    is checked in this order: crc (ERR_CHECKSUM), opcode (ERR_OPCODE), length (ERR_LENGTH),
+    layer (ERR_ARGUMENT). A too-long length is answered with ERR_LENGTH right after the header.
+    """
+
+    def __init__(self, network):
+        self.network = network
+        self.model = FixedModel(network)
+        self.max_payload = max_payload(network)
+        self.network_id = network_id(network)
+        self.parser = FrameParser(self.max_payload)
+
+    def feed(self, data):
+        """Consume ``data`` (possibly part of a frame); returns the complete reply frames."""
+        return [self._execute(frame) for frame in self.parser.feed(data)]
+
+    def _execute(self, frame):
+        net, L, payload = self.network, self.network.L, frame.payload
+
+        def error(status):
+            return reply_frame(status, bytes([frame.opcode]))
+
+        if frame.check is FrameCheck.TOO_LONG:
+            return error(Status.ERR_LENGTH)
+        if frame.check is FrameCheck.BAD_CRC:
+            return error(Status.ERR_CHECKSUM)
+        try:
+            opcode = Opcode(frame.opcode)
+        except ValueError:
+            return error(Status.ERR_OPCODE)
+        layered = opcode in (Opcode.READ_PARAMS, Opcode.WRITE_PARAMS)
+        layer = payload[0] if layered and payload else None
+        need = payload_length(net, opcode, layer)
+        if (layered and not payload) or (need is not None and len(payload) != need):
+            return error(Status.ERR_LENGTH)
+        if layered and not 1 <= layer <= L:
+            return error(Status.ERR_ARGUMENT)
+
+        if opcode is Opcode.IDENTIFY:
+            return reply_frame(Status.OK, MAGIC + bytes([PROTOCOL_VERSION]) + self.network_id)
+        if opcode in (Opcode.INFER, Opcode.LEARN):
+            f0, fL = net.value_format(0), net.value_format(L)
+            split = net.layers[0] * value_bytes(f0)
+            x = f0.dequantise(decode_values(payload[:split], f0, net.layers[0]))[None]
+            if opcode is Opcode.INFER:
+                out = self.model.infer(x)
+            else:
+                y = fL.dequantise(decode_values(payload[split:], fL, net.layers[L]))[None]
+                out = self.model.learn(x, y).output
+            raw = np.rint(np.ldexp(out[0], fL.frac)).astype(np.int64)   # exact: out is on grid
+            return reply_frame(Status.OK, encode_values(raw, fL))
+        fmt = net.weight_format(layer)
+        if opcode is Opcode.READ_PARAMS:
+            return reply_frame(Status.OK, encode_values(self.model.W[layer - 1], fmt)
+                               + encode_values(self.model.b[layer - 1], fmt))
+        W, b = decode_params(net, layer, payload[1:])
+        self.model.W[layer - 1], self.model.b[layer - 1] = W, b
+        return reply_frame(Status.OK)

@@ -1,0 +1,321 @@
+"""The wire protocol: CRC, value encoding, frames, and the golden device model."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pchw import Format, Formats, Network, PchwError
+from pchw import protocol as p
+from pchw.golden import FixedModel
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+
+def small():
+    return Network([5, 7, 3], ["identity", "relu"], init_seed=1)
+
+
+def narrow():
+    """Odd widths: 3-byte inputs, 1-byte outputs, 2-bit and 12-bit weights."""
+    return Network([4, 6, 2], ["hardtanh", "leaky_relu"], init_seed=2,
+                   formats=Formats(Format(12, 6), Format(8, 6),
+                                   value_overrides={0: Format(20, 10), 2: Format(5, 2)},
+                                   weight_overrides={1: Format(2, 1), 2: Format(12, 9)}))
+
+
+NETWORKS = [small, narrow]
+
+
+def reply(device, frame):
+    """The one reply of ``device`` to ``frame``, parsed."""
+    replies = device.feed(frame)
+    assert len(replies) == 1
+    status, payload, rest = p.parse_reply(replies[0])
+    assert rest == b""
+    return status, payload
+
+
+def read_all(device):
+    net = device.network
+    out = []
+    for l in range(1, net.L + 1):
+        status, payload = reply(device, p.read_params_command(l))
+        assert status is p.Status.OK
+        out.append(p.decode_params(net, l, payload))
+    return out
+
+
+def random_values(rng, fmt, n):
+    return rng.integers(fmt.min, fmt.max + 1, size=n)
+
+
+# -- CRC, values, frames ------------------------------------------------------------------------
+
+def test_crc_check_value():
+    assert p.crc8(b"123456789") == 0xF4
+    assert p.crc8(b"") == 0
+    assert p.crc8(b"56789", p.crc8(b"1234")) == 0xF4
+
+
+@given(st.integers(2, 32), st.data())
+def test_values_round_trip(width, data):
+    fmt = Format(width, data.draw(st.integers(0, width - 1)))
+    values = data.draw(st.lists(st.integers(fmt.min, fmt.max), max_size=20))
+    encoded = p.encode_values(np.array(values, dtype=np.int64), fmt)
+    assert len(encoded) == len(values) * ((width + 7) // 8)
+    assert list(p.decode_values(encoded, fmt, len(values))) == values
+    for v, chunk in zip(values, (encoded[i:i + p.value_bytes(fmt)]
+                                 for i in range(0, len(encoded), p.value_bytes(fmt)))):
+        assert int.from_bytes(chunk, "little", signed=True) == v     # proper sign extension
+
+
+@given(st.integers(2, 32), st.data())
+def test_decode_uses_low_bits(width, data):
+    fmt = Format(width, 0)
+    size = p.value_bytes(fmt)
+    raw = data.draw(st.integers(0, (1 << (8 * size)) - 1))
+    low = raw & ((1 << width) - 1)
+    expected = low - (1 << width) if low >> (width - 1) else low
+    assert p.decode_values(raw.to_bytes(size, "little"), fmt, 1)[0] == expected
+
+
+def test_encode_rejects_out_of_range():
+    with pytest.raises(PchwError, match="out of range"):
+        p.encode_values([8], Format(4, 0))
+    with pytest.raises(PchwError, match="raw integers"):
+        p.encode_values([0.5], Format(4, 0))
+    with pytest.raises(PchwError, match="expected 2 values"):
+        p.decode_values(b"\x00", Format(4, 0), 2)
+
+
+def test_frames():
+    frame = p.command_frame(p.Opcode.INFER, b"\x01\x02")
+    assert frame == bytes([0xA5, 0x02, 0x02, 0x00, 0x01, 0x02, p.crc8(b"\x02\x02\x00\x01\x02")])
+    assert p.parse_command(frame + b"xy") == (2, b"\x01\x02", b"xy")
+    assert p.frame_size(frame[:4]) == len(frame)
+    r = p.reply_frame(p.Status.ERR_LENGTH, b"\x07")
+    assert p.parse_reply(r) == (p.Status.ERR_LENGTH, b"\x07", b"")
+    with pytest.raises(PchwError, match="not 0x5A"):
+        p.parse_reply(b"\x00" + r)
+    with pytest.raises(PchwError, match="incomplete"):
+        p.parse_reply(r[:-1])
+    with pytest.raises(PchwError, match="bad crc"):
+        p.parse_reply(r[:-1] + bytes([r[-1] ^ 1]))
+    with pytest.raises(PchwError, match="unknown status"):
+        p.parse_reply(p.reply_frame(0x77))
+    with pytest.raises(PchwError, match="ERR_LENGTH"):
+        p.check_reply(p.parse_reply(r), p.Opcode.INFER)
+
+
+def test_identify_example_in_docs():
+    text = DOC.read_text()
+    example = re.search(r"IDENTIFY command:\s*`([0-9A-F ]+)`", text).group(1)
+    assert bytes.fromhex(example) == p.identify_command()
+
+
+def test_network_id_ignores_weights_only():
+    net = small()
+    assert len(p.network_id(net)) == 8
+    assert p.network_id(net) == p.network_id(net.with_params(*net.init_params(7)))
+    assert p.network_id(net) != p.network_id(net.with_settings(inference_steps=3))
+    assert p.network_id(net) != p.network_id(narrow())
+
+
+def test_max_payload():
+    net = small()                                   # Q16: 2 bytes per value
+    assert p.max_payload(net) == 1 + (7 * 5 + 7) * 2
+    assert p.payload_length(net, p.Opcode.LEARN) == (5 + 3) * 2
+    assert p.payload_length(narrow(), p.Opcode.LEARN) == 4 * 3 + 2 * 1
+    with pytest.raises(PchwError, match="above the protocol's maximum"):
+        p.max_payload(Network([200, 200, 2], ["relu", "relu"]))
+
+
+# -- the device model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", NETWORKS)
+def test_identify(make):
+    net = make()
+    status, payload = reply(p.DeviceModel(net), p.identify_command())
+    assert status is p.Status.OK
+    assert payload[:4] == b"PCHW"
+    assert p.decode_identify(payload) == (1, p.network_id(net))
+
+
+@pytest.mark.parametrize("make", NETWORKS)
+def test_infer_and_learn_match_fixed_model(make):
+    net = make()
+    device, model = p.DeviceModel(net), FixedModel(net)
+    f0, fL = net.value_format(0), net.value_format(net.L)
+    rng = np.random.default_rng(0)
+    for step in range(6):
+        x = random_values(rng, f0, net.layers[0]) // 4
+        y = random_values(rng, fL, net.layers[-1]) // 2
+        status, payload = reply(device, p.infer_command(net, x))
+        assert status is p.Status.OK
+        expected = fL.quantise(model.infer(f0.dequantise(x)[None])[0])
+        assert np.array_equal(p.decode_outputs(net, payload), expected)
+        status, payload = reply(device, p.learn_command(net, x, y))
+        assert status is p.Status.OK
+        result = model.learn(f0.dequantise(x)[None], fL.dequantise(y)[None])
+        assert np.array_equal(p.decode_outputs(net, payload), fL.quantise(result.output[0]))
+        assert device.model.updates == model.updates == step + 1
+        for l, (W, b) in enumerate(read_all(device), start=1):
+            assert np.array_equal(W, model.W[l - 1]) and np.array_equal(b, model.b[l - 1])
+
+
+@pytest.mark.parametrize("make", NETWORKS)
+def test_write_then_read_params(make):
+    net = make()
+    device = p.DeviceModel(net)
+    rng = np.random.default_rng(1)
+    written = []
+    for l in range(1, net.L + 1):
+        fmt = net.weight_format(l)
+        W = random_values(rng, fmt, net.layers[l] * net.layers[l - 1])
+        W = W.reshape(net.layers[l], net.layers[l - 1])
+        b = random_values(rng, fmt, net.layers[l])
+        assert reply(device, p.write_params_command(net, l, W, b)) == (p.Status.OK, b"")
+        written.append((W, b))
+    for (W, b), (W2, b2), W3, b3 in zip(written, read_all(device), device.model.W, device.model.b):
+        assert np.array_equal(W, W2) and np.array_equal(b, b2)
+        assert np.array_equal(W, W3) and np.array_equal(b, b3)
+    # Inference now uses the written parameters.
+    model = FixedModel(net)
+    model.W = [w for w, _ in written]
+    model.b = [b for _, b in written]
+    x = random_values(rng, net.value_format(0), net.layers[0])
+    _, payload = reply(device, p.infer_command(net, x))
+    fL = net.value_format(net.L)
+    expected = fL.quantise(model.infer(net.value_format(0).dequantise(x)[None])[0])
+    assert np.array_equal(p.decode_outputs(net, payload), expected)
+
+
+def test_read_params_initial_values():
+    net = small()
+    device = p.DeviceModel(net)
+    for l, (W, b) in enumerate(read_all(device), start=1):
+        assert np.array_equal(W, net.weight_format(l).quantise(net.weights[l - 1]))
+        assert np.array_equal(b, net.weight_format(l).quantise(net.biases[l - 1]))
+
+
+def test_garbage_before_frame_is_skipped():
+    device = p.DeviceModel(small())
+    assert device.feed(bytes([0x00, 0x5A, 0xFF, 0x01, 0x02])) == []
+    status, _ = reply(device, p.identify_command())
+    assert status is p.Status.OK
+
+
+def test_improper_sign_extension_uses_low_bits():
+    net = narrow()                                  # inputs are Q20.10 in 3 bytes
+    device = p.DeviceModel(net)
+    x = np.array([1, -2, 3, -4])
+    payload = bytearray(p.encode_values(x, net.value_format(0)))
+    payload[2] ^= 0xF0                              # flip the 4 unused top bits of x[0]
+    reference = reply(device, p.infer_command(net, x))
+    assert reply(device, p.command_frame(p.Opcode.INFER, payload)) == reference
+
+
+def _bad_frames(net):
+    """(name, frame, expected status, opcode byte echoed)."""
+    good_infer = p.infer_command(net, np.zeros(net.layers[0], dtype=int))
+    corrupted = good_infer[:-1] + bytes([good_infer[-1] ^ 0x55])
+    W = np.zeros((net.layers[1], net.layers[0]), dtype=int)
+    write1 = p.write_params_command(net, 1, W, np.zeros(net.layers[1], dtype=int))
+    return [
+        ("crc", corrupted, p.Status.ERR_CHECKSUM, 0x02),
+        ("crc of unknown opcode", p.command_frame(0x42)[:-1] + bytes([p.crc8(b"\x42\0\0") ^ 1]),
+         p.Status.ERR_CHECKSUM, 0x42),
+        ("opcode", p.command_frame(0x42, b"\x01"), p.Status.ERR_OPCODE, 0x42),
+        ("opcode zero", p.command_frame(0x00), p.Status.ERR_OPCODE, 0x00),
+        ("identify length", p.command_frame(p.Opcode.IDENTIFY, b"\x00"), p.Status.ERR_LENGTH, 1),
+        ("infer length", p.command_frame(p.Opcode.INFER, good_infer[4:-2]), p.Status.ERR_LENGTH,
+         2),
+        ("read empty", p.command_frame(p.Opcode.READ_PARAMS), p.Status.ERR_LENGTH, 4),
+        ("read long", p.command_frame(p.Opcode.READ_PARAMS, b"\x01\x01"), p.Status.ERR_LENGTH, 4),
+        ("write empty", p.command_frame(p.Opcode.WRITE_PARAMS), p.Status.ERR_LENGTH, 5),
+        ("write short", p.command_frame(p.Opcode.WRITE_PARAMS, p.parse_command(write1)[1][:-2]),
+         p.Status.ERR_LENGTH, 5),
+        ("read layer 0", p.read_params_command(0), p.Status.ERR_ARGUMENT, 4),
+        ("read layer L+1", p.read_params_command(net.L + 1), p.Status.ERR_ARGUMENT, 4),
+        ("write layer 0", p.command_frame(p.Opcode.WRITE_PARAMS, b"\x00" + bytes(10)),
+         p.Status.ERR_ARGUMENT, 5),
+        ("write layer 9", p.command_frame(p.Opcode.WRITE_PARAMS, b"\x09"), p.Status.ERR_ARGUMENT,
+         5),
+    ]
+
+
+@pytest.mark.parametrize("make", NETWORKS)
+def test_errors_reply_and_change_nothing(make):
+    net = make()
+    device = p.DeviceModel(net)
+    before = read_all(device)
+    x = np.arange(net.layers[0]) % 3
+    good = reply(device, p.infer_command(net, x))
+    for name, frame, status, opcode in _bad_frames(net):
+        assert reply(device, frame) == (status, bytes([opcode])), name
+        assert device.parser.hunting, name
+        assert reply(device, p.infer_command(net, x)) == good, name
+    after = read_all(device)
+    for (W, b), (W2, b2) in zip(before, after):
+        assert np.array_equal(W, W2) and np.array_equal(b, b2)
+    assert device.model.updates == 0
+
+
+def test_too_long_is_answered_after_the_header():
+    net = small()
+    device = p.DeviceModel(net)
+    too_long = p.max_payload(net) + 1
+    header = bytes([p.SYNC_COMMAND, p.Opcode.INFER]) + too_long.to_bytes(2, "little")
+    assert device.feed(header[:-1]) == []
+    replies = device.feed(header[-1:])
+    assert replies == [p.reply_frame(p.Status.ERR_LENGTH, b"\x02")]
+    assert device.parser.hunting
+    # The rest of the bogus frame is hunted through as garbage; the next command works.
+    assert device.feed(bytes(range(0x10, 0x60))) == []
+    assert reply(device, p.identify_command())[0] is p.Status.OK
+    # The largest valid length is not too long.
+    W = np.zeros((7, 5), dtype=int)
+    assert reply(device, p.write_params_command(net, 1, W, np.zeros(7, dtype=int)))[0] \
+        is p.Status.OK
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_split_frames(data):
+    net = small()
+    stream = (b"\x13" + p.identify_command() + p.infer_command(net, [1, 2, 3, 4, 5])
+              + p.read_params_command(2) + p.command_frame(0x66)
+              + p.learn_command(net, [1, 2, 3, 4, 5], [0, 512, -512]))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=30)))
+    whole = p.DeviceModel(net).feed(stream)
+    device, replies = p.DeviceModel(net), []
+    for a, b in zip([0] + cuts, cuts + [len(stream)]):
+        replies += device.feed(stream[a:b])
+    assert replies == whole
+    assert [p.parse_reply(r)[0] for r in whole] == [p.Status.OK] * 3 + [p.Status.ERR_OPCODE,
+                                                                       p.Status.OK]
+
+
+def test_byte_by_byte():
+    net = small()
+    device = p.DeviceModel(net)
+    frame = p.read_params_command(1)
+    for byte in frame[:-1]:
+        assert device.feed(bytes([byte])) == []
+    [r] = device.feed(frame[-1:])
+    assert p.parse_reply(r)[0] is p.Status.OK
+
+
+def test_command_helpers_validate():
+    net = small()
+    with pytest.raises(PchwError, match="needs 5 values"):
+        p.infer_command(net, [1, 2])
+    with pytest.raises(PchwError, match="shape"):
+        p.write_params_command(net, 1, np.zeros((5, 7), dtype=int), np.zeros(7, dtype=int))
+    with pytest.raises(PchwError, match="does not exist"):
+        p.write_params_command(net, 3, np.zeros((3, 7), dtype=int), np.zeros(3, dtype=int))
+    with pytest.raises(PchwError, match="not a pchw device"):
+        p.decode_identify(b"XXXX" + bytes(9))
