@@ -12,11 +12,12 @@ from pchw.gateware import fixed
 from pchw.network import Network
 
 
-def run_comb(inputs, build, vectors):
-    """Evaluate the combinational ``build(*signals)`` for each tuple in ``vectors``."""
+def run_comb(inputs, build, vectors, with_module=False):
+    """Evaluate the combinational ``build(*signals)`` (``build(m, *signals)`` if
+    ``with_module``) for each tuple in ``vectors``."""
     m = Module()
     out = Signal(signed(64))
-    m.d.comb += out.eq(build(*inputs))
+    m.d.comb += out.eq(build(m, *inputs) if with_module else build(*inputs))
     results = []
 
     async def bench(ctx):
@@ -66,3 +67,16 @@ def test_activation_and_gate(act, fmt):
     got_g = run_comb([x, msg], lambda v, m: fixed.gate(act, v, m, fmt), list(zip(xs, msgs)))
     assert got_f == list(arith.act(0, xs))
     assert got_g == list(arith.gate(0, xs, msgs))
+
+
+def test_srhash_circuit_matches_golden():
+    from amaranth.hdl import Signal
+    from pchw.fixedpoint import srhash32
+    from pchw.gateware.srhash import srhash32 as srhash_circuit
+    step, row, col = Signal(32), Signal(16), Signal(16)
+    rng = np.random.default_rng(2)
+    vectors = list(zip(rng.integers(0, 2 ** 32, 100), rng.integers(0, 2 ** 16, 100),
+                       rng.integers(0, 2 ** 16, 100)))
+    got = run_comb([step, row, col], lambda m, s, r, c: srhash_circuit(m, 77, 3, s, r, c),
+                   vectors, with_module=True)
+    assert got == [int(srhash32(77, s, 3, r, c)) for s, r, c in vectors]
