@@ -1,0 +1,66 @@
+"""Cycle counts of the pchw circuits: the single statement of every latency formula.
+
+The gateware is held to these numbers by the tests (cycle-exact), and the manifest, the
+simulator summary and the benchmarks report them. Notation: ``R_l = ceil(n_l / P_l)`` row
+groups of layer ``l`` with ``P_l`` lanes; a matrix pass over ``W_l`` issues one address per
+cycle for ``R_l * n_{l-1}`` cycles (:func:`pass_cycles`).
+
+Core (``pchw.gateware.core.PCCore``): each phase is one start cycle, then the busy cycles of the
+slowest participating unit, then one cycle in which the sequencer sees them all idle. Busy
+cycles of a unit: a row pass (feedforward, errors) or a column pass without message (weight
+update; layer 1 in incremental relaxation) ``pass + 1`` (one pipeline stage); a column pass with
+message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); held errors ``0``.
+"""
+
+__all__ = ["pass_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample"]
+
+PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
+
+
+def pass_cycles(network, l):
+    """Issue cycles of one pass over ``W_l``: ``ceil(n_l / P_l) * n_{l-1}``."""
+    n_out, n_in, lanes = network.layers[l], network.layers[l - 1], network.lanes[l - 1]
+    return -(-n_out // lanes) * n_in
+
+
+def _phase(busy_cycles):
+    return PHASE_OVERHEAD + max(busy_cycles, default=0)
+
+
+def core_infer_cycles(network):
+    """Cycles the core is busy for INFER: the feedforward wavefront, one layer after another."""
+    return sum(_phase([pass_cycles(network, l) + 1]) for l in range(1, network.L + 1))
+
+
+def core_learn_cycles(network):
+    """Cycles the core is busy for LEARN (after the feedforward and the target load)."""
+    L, pc = network.L, network.pc
+    T, mode = pc.inference_steps, pc.mode
+    passes = [pass_cycles(network, l) for l in range(1, L + 1)]
+    relax = [passes[l - 1] + 2 for l in range(2, L + 1)]
+    if mode == "incremental":
+        relax.append(passes[0] + 1)
+    errors = _phase([] if mode == "fixed_prediction" else [p + 1 for p in passes])
+    cycles = _phase([])                                   # errors held from the feedforward
+    cycles += T * _phase(relax)
+    cycles += (max(T - 1, 0) if mode == "incremental" else T) * errors
+    if mode != "incremental":
+        cycles += _phase([p + 1 for p in passes])         # the weight update
+    return cycles
+
+
+def macs_per_sample(network, learn):
+    """Multiply-accumulates of one sample: the feedforward, and for learning the relaxation
+    passes, the error passes and the weight update, as the schedule performs them."""
+    L, pc = network.L, network.pc
+    weights = [network.layers[l] * network.layers[l - 1] for l in range(1, L + 1)]
+    macs = sum(weights)
+    if not learn:
+        return macs
+    T, mode = pc.inference_steps, pc.mode
+    relax = sum(weights[1:]) + (weights[0] if mode == "incremental" else 0)
+    errors = 0 if mode == "fixed_prediction" else sum(weights)
+    macs += T * relax + (max(T - 1, 0) if mode == "incremental" else T) * errors
+    if mode != "incremental":
+        macs += sum(weights)
+    return macs
