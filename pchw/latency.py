@@ -12,7 +12,10 @@ update; layer 1 in incremental relaxation) ``pass + 1`` (one pipeline stage); a 
 message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); held errors ``0``.
 """
 
-__all__ = ["pass_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample"]
+from .protocol import Opcode, value_bytes
+
+__all__ = ["pass_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample",
+           "command_latency"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 
@@ -64,3 +67,41 @@ def macs_per_sample(network, learn):
     if mode != "incremental":
         macs += sum(weights)
     return macs
+
+
+# Network top (``pchw.gateware.top.NetworkTop``): cycles from the cycle in which the last byte
+# of a command (its crc, or for a too-long length its high length byte) is accepted to the
+# cycle in which the first byte of its reply is valid, with the output stream always ready.
+REPLY_OVERHEAD = 4          # frame valid, decode, header accepted, sync byte valid
+LOAD_OVERHEAD = 1           # the payload buffer's read latency
+AFTER_LOAD = 1              # the cycle after a load: starts the core (or readies the reply)
+CORE_DONE = 1               # the cycle that sees the core idle
+OUTPUT_SETUP = 1            # the cycle that points the reply at the prediction
+
+
+def _load(payload_bytes):
+    return payload_bytes + LOAD_OVERHEAD
+
+
+def command_latency(network, opcode, layer=None):
+    """Reply latency of a well-formed command (``opcode`` a :class:`pchw.protocol.Opcode`).
+
+    Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN
+    and WRITE_PARAMS first load their payload (one byte per cycle) and run the core.
+    """
+    L = network.L
+    inputs = network.layers[0] * value_bytes(network.value_format(0))
+    targets = network.layers[L] * value_bytes(network.value_format(L))
+    opcode = Opcode(opcode)
+    if opcode is Opcode.INFER:
+        return (REPLY_OVERHEAD + _load(inputs) + AFTER_LOAD + core_infer_cycles(network)
+                + CORE_DONE + OUTPUT_SETUP)
+    if opcode is Opcode.LEARN:
+        return (REPLY_OVERHEAD + _load(inputs) + AFTER_LOAD + core_infer_cycles(network)
+                + CORE_DONE + _load(targets) + AFTER_LOAD + core_learn_cycles(network)
+                + CORE_DONE + OUTPUT_SETUP)
+    if opcode is Opcode.WRITE_PARAMS:
+        n_out, n_in = network.layers[layer], network.layers[layer - 1]
+        params = (n_out * n_in + n_out) * value_bytes(network.weight_format(layer))
+        return REPLY_OVERHEAD + _load(params) + AFTER_LOAD
+    return REPLY_OVERHEAD

@@ -1,0 +1,177 @@
+"""The network top against the golden device model, byte for byte and cycle for cycle."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+import pchw
+from pchw import Format, Formats, Network, PCSettings, protocol
+from pchw.gateware.top import NetworkTop
+from pchw.latency import command_latency
+from pchw.protocol import Opcode
+
+
+def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_000):
+    """Send ``commands`` (bytes) to a NetworkTop, one after the other, each as soon as the
+    previous reply is complete. Returns [(reply bytes, latency)]; latency counts cycles from
+    the last byte accepted (for a too-long frame, its high length byte: the device answers
+    before the rest arrives) to the first reply byte valid."""
+    top = NetworkTop(network)
+    rng = np.random.default_rng(seed)
+    results = []
+
+    async def bench(ctx):
+        cycle = 0
+
+        async def tick():
+            nonlocal cycle
+            await ctx.tick()
+            cycle += 1
+
+        for command in commands:
+            # Drive the command; sample the output while doing so (a too-long frame is
+            # answered before the rest of its bytes are sent).
+            reply, first, accepted_at = bytearray(), None, []
+            expected = None
+
+            def sample():
+                nonlocal first
+                ready = rng.random() >= backpressure
+                ctx.set(top.o_stream.ready, ready)
+                if ready and ctx.get(top.o_stream.valid):
+                    if first is None:
+                        first = cycle
+                    reply.append(ctx.get(top.o_stream.payload))
+
+            for byte in command:
+                while gaps and rng.random() < gaps:
+                    ctx.set(top.i_stream.valid, 0)
+                    sample()
+                    await tick()
+                ctx.set(top.i_stream.valid, 1)
+                ctx.set(top.i_stream.payload, byte)
+                while True:
+                    accepted = ctx.get(top.i_stream.ready)
+                    sample()
+                    if accepted:
+                        accepted_at.append(cycle)
+                    await tick()
+                    if accepted:
+                        break
+            ctx.set(top.i_stream.valid, 0)
+            start = cycle
+            while cycle - start < timeout:
+                if len(reply) >= protocol.HEADER_SIZE:
+                    expected = protocol.frame_size(bytes(reply[:protocol.HEADER_SIZE]))
+                    if len(reply) >= expected:
+                        break
+                sample()
+                await tick()
+            too_long = len(command) >= 4 and command[0] == protocol.SYNC_COMMAND and \
+                int.from_bytes(command[2:4], "little") > protocol.max_payload(network)
+            last_in = accepted_at[3 if too_long else -1]
+            results.append((bytes(reply), None if first is None else first - last_in))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
+
+
+def check_against_model(network, commands, **kwargs):
+    device = protocol.DeviceModel(network)
+    results = run_top(network, commands, **kwargs)
+    for command, (reply, _) in zip(commands, results):
+        assert [reply] == device.feed(command), f"reply to {command[:8].hex()}..."
+    return device, results
+
+
+def good_commands(network, rng, count):
+    L = network.L
+    f0, fL = network.value_format(0), network.value_format(L)
+    commands = [protocol.identify_command()]
+    for _ in range(count):
+        x = f0.quantise(rng.uniform(-1.5, 1.5, network.layers[0]))
+        y = fL.quantise(rng.uniform(-1.5, 1.5, network.layers[L]))
+        commands += [protocol.infer_command(network, x), protocol.learn_command(network, x, y)]
+    commands += [protocol.read_params_command(l) for l in range(1, L + 1)]
+    return commands
+
+
+def small_network(**pc):
+    return Network([5, 7, 3], ["identity", "relu"], init_seed=2, lanes=[3, 2],
+                   pc=PCSettings(**{"inference_steps": 2, "inference_rate": 0.5,
+                                    "learning_rate": 2.0 ** -3, **pc}))
+
+
+@pytest.mark.parametrize("mode", ["standard", "fixed_prediction", "incremental"])
+def test_commands_and_latency(mode):
+    network = small_network(mode=mode, weight_rounding="stochastic")
+    rng = np.random.default_rng(1)
+    commands = good_commands(network, rng, 3)
+    W = network.weight_format(2).quantise(rng.uniform(-1, 1, (3, 7)))
+    b = network.weight_format(2).quantise(rng.uniform(-1, 1, 3))
+    commands += [protocol.write_params_command(network, 2, W, b),
+                 protocol.read_params_command(2)] + good_commands(network, rng, 1)
+    _, results = check_against_model(network, commands)
+    for command, (_, latency) in zip(commands, results):
+        opcode, payload, _ = protocol.parse_command(command)
+        layer = payload[0] if opcode == Opcode.WRITE_PARAMS else None
+        assert latency == command_latency(network, opcode, layer), Opcode(opcode).name
+
+
+def test_bad_commands_between_good_ones():
+    network = small_network(mode="standard")
+    rng = np.random.default_rng(2)
+    good = good_commands(network, rng, 2)
+    corrupt = bytearray(good[1])
+    corrupt[6] ^= 0x10                                   # payload bit flip: crc fails
+    wrong_length = protocol.command_frame(Opcode.INFER, bytes(3))
+    bad = [bytes(corrupt), protocol.command_frame(0x42, b"xy"), wrong_length,
+           protocol.command_frame(Opcode.INFER, bytes(300)),            # too long
+           protocol.command_frame(Opcode.READ_PARAMS, bytes([7])),      # no such layer
+           protocol.command_frame(Opcode.WRITE_PARAMS, bytes([0, 1, 2])),
+           protocol.command_frame(Opcode.WRITE_PARAMS, b""),
+           protocol.command_frame(Opcode.READ_PARAMS, bytes([1, 1])),
+           b"\x00\x13garbage" + good[0]]                 # garbage, then a good IDENTIFY
+    commands = []
+    for i, command in enumerate(bad):
+        commands += [command, good[(i + 1) % len(good)]]
+    commands += [protocol.read_params_command(l) for l in (1, 2)]
+    device, results = check_against_model(network, commands)
+    statuses = [protocol.parse_reply(r)[0] for r, _ in results]
+    assert {protocol.Status.ERR_CHECKSUM, protocol.Status.ERR_OPCODE, protocol.Status.ERR_LENGTH,
+            protocol.Status.ERR_ARGUMENT} <= set(statuses)
+    for (reply, latency), command in zip(results, commands):
+        if protocol.parse_reply(reply)[0] != protocol.Status.OK:
+            assert latency == command_latency(network, Opcode.IDENTIFY)   # errors: at once
+
+
+def test_gaps_and_backpressure():
+    network = small_network(mode="incremental")
+    commands = good_commands(network, np.random.default_rng(3), 3)
+    check_against_model(network, commands, gaps=0.4, backpressure=0.5, seed=4)
+
+
+@pytest.mark.parametrize("layers, activations, lanes, formats", [
+    ([3, 1, 4, 2], ["identity", "leaky_relu", "hardtanh"], [1, 1, 3], None),
+    ([4, 6], ["hardtanh"], [4], Formats(Format(8, 4), Format(8, 6))),
+    ([3, 5, 2], ["identity", "relu"], [2, 5],
+     Formats(Format(12, 7), Format(10, 8), {0: Format(8, 7), 2: Format(20, 9)},
+             {1: Format(24, 13)})),
+])
+def test_shapes_and_formats(layers, activations, lanes, formats):
+    network = Network(layers, activations, init_seed=3, lanes=lanes, formats=formats,
+                      pc=PCSettings(inference_steps=3, inference_rate=0.5,
+                                    learning_rate=2.0 ** -2))
+    check_against_model(network, good_commands(network, np.random.default_rng(5), 2))
+
+
+@pytest.mark.parametrize("name", ["xor", "iris", "digits"])
+def test_committed_models(name):
+    network = pchw.load(f"models/{name}")
+    commands = good_commands(network, np.random.default_rng(6), 1)
+    _, results = check_against_model(network, commands)
+    assert results[1][1] == command_latency(network, Opcode.INFER)
+    assert results[2][1] == command_latency(network, Opcode.LEARN)
