@@ -169,6 +169,19 @@ def cmd_golden(args):
         print(f"saturations: {json.dumps(sats) if sats else 'none'}")
 
 
+def cmd_verilog(args):
+    from . import verilog
+    network = load(args.model)
+    start = time.perf_counter()
+    _progress(f"elaborating {verilog.module_name(network)} ({' -> '.join(map(str, network.layers))})")
+    v_path, m_path = verilog.write(network, args.output, args.top)
+    info = verilog.manifest(network, args.top)
+    cycles = info["latency_cycles"]["commands"]
+    print(f"wrote {v_path} and {m_path} in {time.perf_counter() - start:.1f} s")
+    print(f"latency (cycles, last command byte -> first reply byte): INFER {cycles['INFER']}, "
+          f"LEARN {cycles['LEARN']}")
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog="pchw", description="Compile a neural network into FPGA hardware that runs "
@@ -239,6 +252,16 @@ def _parser():
     dataset_args(q)
     arithmetic_args(q, default_fixed=False)
     q.set_defaults(func=cmd_eval)
+
+    q = sub.add_parser("verilog", help="write the network's Verilog and a JSON manifest",
+                       description="Generate the network top (two byte streams carrying the "
+                       "command protocol of docs/protocol.md, clock clk, synchronous reset rst) "
+                       "as Verilog, and a manifest OUT.json beside it: ports, protocol version, "
+                       "network id, formats and command latencies in cycles.")
+    model_arg(q)
+    q.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file")
+    q.add_argument("--top", metavar="NAME", help="top module name (default pchw_<model name>)")
+    q.set_defaults(func=cmd_verilog)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "

@@ -13,8 +13,8 @@ import cocotb
 from cocotb.handle import SimHandleBase
 
 from rtl_tests.smoke import increment_model
-from rtl_tests.streams import StreamSink, StreamSource
-from rtl_tests.tb import ClockedTB, load_test_data
+from pchw.sim.streams import StreamSink, StreamSource
+from pchw.sim.tb import ClockedTB, load_test_data
 
 
 class TB(ClockedTB):

@@ -1,7 +1,7 @@
 """Common pieces of cocotb testbenches for Amaranth-generated Verilog.
 
 This module runs inside the simulator process (imported by cocotb test modules), and is also
-imported by :mod:`rtl_tests.harness` for :data:`TEST_DATA_ENV`, so it imports nothing but cocotb.
+imported by :mod:`pchw.sim.runner` for :data:`TEST_DATA_ENV`, so it imports nothing but cocotb.
 
 Amaranth's Verilog names the clock and synchronous reset of the ``sync`` domain ``clk`` and
 ``rst``; :class:`ClockedTB` owns both.
@@ -20,12 +20,12 @@ from cocotb.triggers import RisingEdge
 
 #: Environment variable holding the path of a JSON file with the data a pytest test hands to the
 #: cocotb test module (the configuration the Verilog was generated with, stimulus sizes, ...).
-#: :func:`rtl_tests.harness.simulate` sets it from its ``test_data`` argument.
+#: :func:`pchw.sim.runner.simulate` sets it from its ``test_data`` argument.
 TEST_DATA_ENV = "PCHW_TB_DATA"
 
 
 def load_test_data() -> dict[str, Any]:
-    """Return the data the pytest side passed to :func:`rtl_tests.harness.simulate`.
+    """Return the data the pytest side passed to :func:`pchw.sim.runner.simulate`.
 
     Returns an empty dict when the module runs without it (e.g. started by hand).
     """

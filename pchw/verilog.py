@@ -1,0 +1,87 @@
+"""Verilog emission: the network top as one Verilog module, and a JSON manifest beside it.
+
+The manifest states what a user (or a later build stage) needs to use the module without
+reading it: ports, clock and reset, the protocol version and network id the device answers
+IDENTIFY with, the formats, and the command latencies of :mod:`pchw.latency`.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from . import __version__, latency, protocol
+from .errors import PchwError
+from .gateware.top import NetworkTop
+from .protocol import Opcode
+
+__all__ = ["module_name", "generate", "manifest", "write"]
+
+
+def module_name(network):
+    """``pchw_<name>`` (the name made a Verilog identifier), or ``pchw_top``."""
+    name = re.sub(r"\W", "_", network.name or "top")
+    return f"pchw_{name}"
+
+
+def generate(network, name=None):
+    """Verilog text of the network top (:class:`~pchw.gateware.top.NetworkTop`)."""
+    return verilog.convert(NetworkTop(network), name=name or module_name(network),
+                           emit_src=False)
+
+
+def manifest(network, name=None):
+    """The manifest dictionary (see the module docstring)."""
+    L = network.L
+    cmd = {op.name: latency.command_latency(network, op) for op in
+           (Opcode.IDENTIFY, Opcode.INFER, Opcode.LEARN, Opcode.READ_PARAMS)}
+    cmd["WRITE_PARAMS"] = {str(l): latency.command_latency(network, Opcode.WRITE_PARAMS, l)
+                           for l in range(1, L + 1)}
+    return {
+        "generator": f"pchw {__version__}",
+        "top": name or module_name(network),
+        "ports": [
+            {"name": "clk", "direction": "input", "width": 1, "role": "clock (rising edge)"},
+            {"name": "rst", "direction": "input", "width": 1,
+             "role": "synchronous reset, active high"},
+            {"name": "i_stream__payload", "direction": "input", "width": 8,
+             "role": "command bytes (docs/protocol.md)"},
+            {"name": "i_stream__valid", "direction": "input", "width": 1},
+            {"name": "i_stream__ready", "direction": "output", "width": 1},
+            {"name": "o_stream__payload", "direction": "output", "width": 8,
+             "role": "reply bytes"},
+            {"name": "o_stream__valid", "direction": "output", "width": 1},
+            {"name": "o_stream__ready", "direction": "input", "width": 1},
+        ],
+        "protocol_version": protocol.PROTOCOL_VERSION,
+        "network_id": protocol.network_id(network).hex(),
+        "max_payload_bytes": protocol.max_payload(network),
+        "network": network.to_toml_dict(),
+        "formats": {
+            "values": {str(l): str(network.value_format(l)) for l in range(L + 1)},
+            "weights": {str(l): str(network.weight_format(l)) for l in range(1, L + 1)},
+        },
+        "latency_cycles": {
+            "definition": "from the last command byte accepted to the first reply byte valid, "
+                          "output stream always ready (pchw/latency.py)",
+            "commands": cmd,
+            "core_infer": latency.core_infer_cycles(network),
+            "core_learn": latency.core_learn_cycles(network),
+        },
+        "macs_per_sample": {"infer": latency.macs_per_sample(network, learn=False),
+                            "learn": latency.macs_per_sample(network, learn=True)},
+        "memory_bits": network.memory_bits(),
+    }
+
+
+def write(network, path, name=None):
+    """Write ``path`` (Verilog) and ``path`` with suffix ``.json`` (the manifest); returns both."""
+    path = Path(path)
+    if path.suffix != ".v":
+        raise PchwError(f"{path}: the Verilog output must end in .v")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(generate(network, name))
+    manifest_path = path.with_suffix(".json")
+    manifest_path.write_text(json.dumps(manifest(network, name), indent=2) + "\n")
+    return path, manifest_path
