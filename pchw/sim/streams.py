@@ -43,6 +43,19 @@ def _check_probability(name: str, value: float) -> float:
     return value
 
 
+def _out_of_reset(driver) -> bool:
+    """Whether the design has been through its reset (if the driver has one) and is out of it.
+
+    Before the first reset a design's outputs may be X (Icarus leaves combinational outputs
+    undefined until their inputs first change), so nothing is sampled until then.
+    """
+    if driver._reset is None:
+        return True
+    in_reset = bool(driver._reset.value)
+    driver._was_reset = driver._was_reset or in_reset
+    return driver._was_reset and not in_reset
+
+
 class StreamSource:
     """Drive a stream input port of the design from a queue of payload integers.
 
@@ -97,6 +110,7 @@ class StreamSource:
         self.sent: list[int] = []
         self.accept_cycles: list[int] = []
         self._valid.value = 0
+        self._was_reset = False
         self._task = cocotb.start_soon(self._run())
 
     def send_nowait(self, payloads: Iterable[int]) -> None:
@@ -149,8 +163,8 @@ class StreamSource:
                 self._payload.value = current
                 self._valid.value = 1
             await ReadOnly()
-            in_reset = self._reset is not None and bool(self._reset.value)
-            fired = current is not None and not in_reset and bool(self._ready.value)
+            live = _out_of_reset(self)      # every cycle: it tracks the reset
+            fired = current is not None and live and bool(self._ready.value)
 
 
 class StreamSink:
@@ -209,6 +223,7 @@ class StreamSink:
         self.received: list[int] = []
         self.transfer_cycles: list[int] = []
         self._ready.value = 0
+        self._was_reset = False
         self._task = cocotb.start_soon(self._run())
 
     async def recv(self) -> int:
@@ -241,6 +256,7 @@ class StreamSink:
             ready = not self._rng.random() < self.backpressure
             self._ready.value = int(ready)
             await ReadOnly()
-            in_reset = self._reset is not None and bool(self._reset.value)
-            if ready and not in_reset and bool(self._valid.value):
+            if not _out_of_reset(self):
+                continue
+            if ready and bool(self._valid.value):
                 pending = self._payload.value.to_unsigned()
