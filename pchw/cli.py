@@ -182,6 +182,56 @@ def cmd_verilog(args):
           f"LEARN {cycles['LEARN']}")
 
 
+def cmd_sim(args):
+    try:
+        from .sim import network as simnet
+        from .sim import runner
+    except ImportError as missing:
+        raise PchwError(f"pchw sim needs cocotb ({missing}); pip install 'pchw[sim]'")
+    network = load(args.model)
+    if args.samples < 0:
+        raise PchwError("--samples must be >= 0")
+    task = "LEARN" if args.learn else "INFER"
+    _progress(f"simulating {args.samples} {task} command(s) of {network.dataset or 'digits'} on "
+              f"{args.simulator} (the first build of a design takes a while)")
+    start = time.perf_counter()
+    try:
+        summary = simnet.run_dataset(args.model, network, args.simulator, args.samples,
+                                     args.learn, waves=args.waves is not None,
+                                     gaps=args.gaps, backpressure=args.backpressure)
+    except runner.SimulationFailed as failure:
+        summary = getattr(failure, "summary", None)
+        if summary:
+            _print_sim_summary(network, summary, time.perf_counter() - start)
+        raise PchwError(f"simulation failed: {str(failure).splitlines()[-1].strip()}")
+    _print_sim_summary(network, summary, time.perf_counter() - start)
+    if args.waves is not None:
+        import shutil
+        found = sorted(Path(summary["run_dir"]).glob("*.vcd")) + \
+            sorted(Path(summary["run_dir"]).glob("*.fst"))
+        if not found:
+            raise PchwError(f"no waveform file in {summary['run_dir']}")
+        target = Path(args.waves or found[0].name)
+        shutil.copyfile(found[0], target)
+        print(f"waveforms: {target}")
+
+
+def _print_sim_summary(network, summary, seconds):
+    from .latency import command_latency
+    from .protocol import Opcode
+    lat = summary["latency_cycles"]
+    print(f"commands {summary['commands']}, replies {summary['replies']}, "
+          f"mismatches with the golden model {summary['mismatches']}")
+    for name in ("INFER", "LEARN"):
+        stated = command_latency(network, Opcode[name])
+        seen = lat.get(name)
+        print(f"cycles per {name.lower():5s} command (last byte in -> first reply byte): "
+              f"{'/'.join(map(str, seen)) if seen else 'not measured'} (formula {stated})")
+    rate = summary["simulated_cycles"] / max(summary["seconds"], 1e-9)
+    print(f"simulated {summary['simulated_cycles']} cycles in {summary['seconds']:.2f} s of "
+          f"testbench time ({rate:,.0f} cycles/s); {seconds:.1f} s in all with the build")
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog="pchw", description="Compile a neural network into FPGA hardware that runs "
@@ -262,6 +312,28 @@ def _parser():
     q.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file")
     q.add_argument("--top", metavar="NAME", help="top module name (default pchw_<model name>)")
     q.set_defaults(func=cmd_verilog)
+
+    q = sub.add_parser("sim", help="simulate the Verilog against the golden model (cocotb)",
+                       description="Generate the Verilog, build it on Icarus Verilog or "
+                       "Verilator, and drive it with cocotb: IDENTIFY, then one INFER (or, with "
+                       "--learn, LEARN) command per dataset sample, then READ_PARAMS of every "
+                       "layer. Every reply is compared byte for byte with the golden device "
+                       "model and every latency with pchw/latency.py; exits non-zero on any "
+                       "mismatch. Builds are cached under build/rtl/.")
+    model_arg(q)
+    q.add_argument("--simulator", choices=("icarus", "verilator"), default="verilator",
+                   help="simulator (default verilator)")
+    q.add_argument("--learn", action="store_true", help="LEARN (on-chip learning) commands")
+    q.add_argument("--samples", type=int, default=16, metavar="N",
+                   help="dataset samples to send (default 16)")
+    q.add_argument("--gaps", type=float, default=0.0, metavar="P",
+                   help="probability of an idle cycle between input bytes (default 0)")
+    q.add_argument("--backpressure", type=float, default=0.0, metavar="P",
+                   help="probability the output is not ready in a cycle (default 0)")
+    q.add_argument("--waves", metavar="FILE", nargs="?", const="", default=None,
+                   help="record waveforms into FILE (VCD from Verilator, FST from Icarus; "
+                   "default: dump.vcd or <top>.fst in the current folder)")
+    q.set_defaults(func=cmd_sim)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "

@@ -39,7 +39,8 @@ def dataset_commands(network, data, samples, learn):
 
 def run(model_path, network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
         build_dir=None, config=None):
-    """Simulate ``commands`` (frames) on ``network``'s Verilog; returns the testbench summary.
+    """Simulate ``commands`` (frames) on ``network``'s Verilog; returns the testbench summary
+    (with ``run_dir``, where the simulator ran and left its waveforms).
 
     Raises
     ------
@@ -57,12 +58,14 @@ def run(model_path, network, simulator, commands, *, gaps=0.0, backpressure=0.0,
         data = {"model": str(Path(model_path).resolve()), "commands": [c.hex() for c in commands],
                 "gaps": gaps, "backpressure": backpressure, "summary": str(summary_path)}
         try:
-            runner.simulate(text, name, TESTBENCH, simulator, build_dir, test_data=data,
-                            waves=waves)
+            results = runner.simulate(text, name, TESTBENCH, simulator, build_dir,
+                                      test_data=data, waves=waves)
         except runner.SimulationFailed as failure:
             failure.summary = _read(summary_path)
             raise
-        return _read(summary_path)
+        summary = _read(summary_path)
+        summary["run_dir"] = str(results.results_xml.parent)
+        return summary
 
 
 def _read(path):
