@@ -14,7 +14,7 @@ help:
 	@echo "make demo    - set up, then run the main job on the default model ($(MODEL))"
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
-	@echo "make bench   - golden-model throughput benchmark (bench/results/)"
+	@echo "make bench   - golden-model throughput and hardware cycle figures (bench/results/)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
 	@echo "make clean   - remove .venv, $(OUT)/ and the RTL builds (build/rtl/)"
 
@@ -56,11 +56,15 @@ demo: $(BIN)/.installed system-deps
 	$(BIN)/pchw info $(MODEL)
 	$(BIN)/pchw eval $(MODEL) --float
 	$(BIN)/pchw eval $(MODEL) --fixed
-	$(PY) -c "import numpy as np; from pchw.datasets import load_dataset; d = load_dataset('digits'); \
+	$(PY) -c "import numpy as np, pchw; from pchw.datasets import load_dataset; \
+	  d = load_dataset(pchw.load('$(MODEL)').dataset); \
 	  np.save('$(OUT)/x.npy', d.x_test[:8]); np.save('$(OUT)/y.npy', d.one_hot(d.y_test[:8]))"
 	$(BIN)/pchw golden $(MODEL) --input $(OUT)/x.npy --target $(OUT)/y.npy --learn --trace \
 	  --out $(OUT)/golden.npz
-	$(BIN)/pchw train $(MODEL) --epochs 2 -o $(OUT)/digits-retrained
+	$(BIN)/pchw train $(MODEL) --epochs 2 -o $(OUT)/$(notdir $(MODEL))-retrained
+	$(BIN)/pchw verilog $(MODEL) -o $(OUT)/$(notdir $(MODEL)).v
+	$(BIN)/pchw sim $(MODEL) --simulator verilator --learn --samples 32
+	$(BIN)/pchw sim $(MODEL) --simulator icarus --samples 4
 
 test: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q
@@ -68,8 +72,9 @@ test: $(BIN)/.installed system-deps
 test-rtl: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q rtl_tests
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed system-deps
 	$(PY) bench/golden_throughput.py
+	$(PY) bench/hardware_cycles.py
 
 models: $(BIN)/.installed
 	$(PY) bench/train_models.py

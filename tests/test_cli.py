@@ -104,7 +104,25 @@ def test_installed_command_reports_bad_description_without_traceback(xor_model):
 
 
 def test_help_for_every_command():
-    for command in ("info", "init", "train", "eval", "golden"):
+    for command in ("info", "init", "train", "eval", "golden", "verilog", "sim"):
         run = subprocess.run([sys.executable, "-m", "pchw.cli", command, "--help"],
                              capture_output=True, text=True)
         assert run.returncode == 0 and "usage: pchw " + command in run.stdout
+
+
+def test_verilog_writes_module_and_manifest(xor_model, tmp_path, capsys):
+    import json
+
+    from pchw.latency import command_latency
+    from pchw.protocol import Opcode, network_id
+    out = tmp_path / "v" / "xor.v"
+    assert main(["verilog", str(xor_model), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module pchw_xor(" in text and "i_stream__payload" in text
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    net = pchw.load(xor_model)
+    assert manifest["network_id"] == network_id(net).hex()
+    assert manifest["latency_cycles"]["commands"]["LEARN"] == command_latency(net, Opcode.LEARN)
+    assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst", "o_stream__ready"}
+    assert main(["verilog", str(xor_model), "-o", str(tmp_path / "xor.txt")]) == 1
+    assert "must end in .v" in capsys.readouterr().err

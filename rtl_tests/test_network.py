@@ -1,0 +1,155 @@
+"""The generated Verilog of whole networks, on Icarus Verilog and Verilator, against the golden
+device model: every reply byte, every latency, and the weights after on-chip learning."""
+
+import numpy as np
+import pytest
+
+import pchw
+from pchw import Format, Formats, Network, PCSettings, protocol, verilog
+from pchw.datasets import load_dataset
+from pchw.sim.network import dataset_commands, run
+
+from .harness import AMARANTH_WAIVERS, SIMULATORS, Waiver, lint, tools_or_skip
+
+CUSTOM = {
+    # odd sizes, every activation, every mode, stochastic rounding, several formats
+    "odd-5-7-3": dict(layers=[5, 7, 3], activations=["identity", "hardtanh"], lanes=[3, 2],
+                      pc=PCSettings(mode="incremental", inference_steps=3, inference_rate=0.5,
+                                    learning_rate=2.0 ** -3, weight_rounding="stochastic")),
+    "deep-3-1-4-2": dict(layers=[3, 1, 4, 2], activations=["relu", "leaky_relu", "relu"],
+                         lanes=[1, 1, 3],
+                         pc=PCSettings(mode="standard", inference_steps=4, inference_rate=0.5,
+                                       learning_rate=2.0 ** -2)),
+    "narrow-4-6-3": dict(layers=[4, 6, 3], activations=["identity", "relu"], lanes=[2, 3],
+                         formats=Formats(Format(8, 4), Format(8, 6)),
+                         pc=PCSettings(mode="fixed_prediction", inference_steps=2,
+                                       inference_rate=0.5, learning_rate=2.0 ** -3,
+                                       weight_rounding="stochastic")),
+    "mixed-2-3-3-3-2": dict(layers=[2, 3, 3, 3, 2],
+                            activations=["identity", "hardtanh", "leaky_relu", "relu"],
+                            lanes=[1, 2, 3, 1],
+                            formats=Formats(Format(12, 7), Format(10, 8), {0: Format(8, 7)},
+                                            {2: Format(20, 13)}),
+                            pc=PCSettings(mode="standard", inference_steps=2,
+                                          inference_rate=0.25, learning_rate=2.0 ** -2)),
+}
+
+
+def custom_model(name, tmp_path_factory):
+    path = tmp_path_factory.mktemp(name)
+    Network(init_seed=7, name=name, **CUSTOM[name]).save(path)
+    return path
+
+
+def random_commands(network, rng, count):
+    """IDENTIFY, INFER/LEARN pairs on random inputs, WRITE_PARAMS, and READ_PARAMS of all."""
+    L = network.L
+    f0, fL = network.value_format(0), network.value_format(L)
+    commands = [protocol.identify_command()]
+    for _ in range(count):
+        x = f0.quantise(rng.uniform(-2, 2, network.layers[0]))
+        y = fL.quantise(rng.uniform(-2, 2, network.layers[L]))
+        commands += [protocol.infer_command(network, x), protocol.learn_command(network, x, y)]
+    wf = network.weight_format(L)
+    W = wf.quantise(rng.uniform(-1, 1, (network.layers[L], network.layers[L - 1])))
+    commands.append(protocol.write_params_command(network, L, W, wf.quantise(
+        rng.uniform(-1, 1, network.layers[L]))))
+    commands += [protocol.learn_command(network, f0.quantise(rng.uniform(-1, 1, network.layers[0])),
+                                        fL.quantise(rng.uniform(-1, 1, network.layers[L])))]
+    return commands + [protocol.read_params_command(l) for l in range(1, L + 1)]
+
+
+def bad_commands(network):
+    """Malformed or unknown commands, each of which must get an error reply."""
+    good = protocol.identify_command()
+    corrupt = bytearray(protocol.read_params_command(1))
+    corrupt[-1] ^= 0xFF
+    return [bytes(corrupt), protocol.command_frame(0x99, b"?"),
+            protocol.command_frame(protocol.Opcode.INFER, b"\x01"),
+            protocol.command_frame(protocol.Opcode.READ_PARAMS, bytes([network.L + 1])),
+            protocol.command_frame(protocol.Opcode.LEARN,
+                                   bytes(protocol.max_payload(network) + 1)),
+            b"\xff\x00noise" + good]
+
+
+def simulate(model_path, simulator, commands, **kwargs):
+    network = pchw.load(model_path)
+    with tools_or_skip():
+        summary = run(model_path, network, simulator, commands, **kwargs)
+    assert summary["mismatches"] == 0 and summary["replies"] >= len(commands)
+    return network, summary
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", sorted(CUSTOM))
+def test_custom_networks(name, simulator, tmp_path_factory):
+    path = custom_model(name, tmp_path_factory)
+    network = pchw.load(path)
+    rng = np.random.default_rng(len(name))
+    commands = random_commands(network, rng, 3)
+    mixed = []
+    for good, bad in zip(commands, bad_commands(network) + [b""] * len(commands)):
+        mixed += [good] + ([bad] if bad else [])
+    _, summary = simulate(path, simulator, mixed)
+    assert set(summary["latency_cycles"]) >= {"INFER", "LEARN", "WRITE_PARAMS", "READ_PARAMS"}
+    # The same build, with gaps on the input and back-pressure on the output.
+    simulate(path, simulator, commands, gaps=0.3, backpressure=0.4)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("name", ["xor", "iris", "digits"])
+def test_committed_models(name, simulator):
+    network = pchw.load(f"models/{name}")
+    data = load_dataset(network.dataset)
+    samples = 2 if simulator == "icarus" and name == "digits" else 6
+    commands = dataset_commands(network, data, samples, learn=True)
+    commands[1:1] = dataset_commands(network, data, 2, learn=False)[1:-network.L]
+    simulate(f"models/{name}", simulator, commands)
+
+
+def test_digits_epoch_on_chip_matches_golden_weights():
+    """A full epoch of on-chip learning on digits (Verilator): every LEARN reply and, through
+    READ_PARAMS at the end, every final weight bit for bit equal to the golden model's."""
+    network = pchw.load("models/digits")
+    data = load_dataset("digits")
+    commands = dataset_commands(network, data, len(data.x_train), learn=True)
+    _, summary = simulate("models/digits", "verilator", commands)
+    assert summary["replies"] == len(data.x_train) + 1 + network.L
+
+
+# Verilator -Wall warnings of the network Verilog beyond AMARANTH_WAIVERS: each is a property
+# of how Yosys writes Amaranth's netlist, not of pchw's logic. Anything else fails the test.
+NETWORK_WAIVERS = AMARANTH_WAIVERS + (
+    Waiver("DECLFILENAME", r"does not match MODULE name: '\w+\.",
+           "Amaranth writes the top and its submodules (named `top.sub`) into one file"),
+    Waiver("WIDTHEXPAND", r"expects \d+ bits on the [LR]HS, but [LR]HS's ",
+           "Yosys writes Amaranth's operand extensions implicitly (of any operand: a variable, "
+           "slice, concatenation or $signed() cast): a signed operand is wrapped in "
+           "$signed() and sign-extended, an unsigned one zero-extended, exactly as Amaranth's "
+           "arithmetic defines (the comparisons and sums of pchw/gateware/fixed.py rely on it)"),
+    Waiver("WIDTHTRUNC", r"Logical operator LOGNOT expects 1 bit",
+           "`!x` is Yosys's spelling of `x == 0` (Amaranth's `~x.bool()`); nothing is truncated"),
+    Waiver("UNUSEDSIGNAL", r"Bits of signal are not used: '\$",
+           "Yosys temporaries computed one bit wider than kept: sums and products are narrowed "
+           "by requantise/saturate by design (docs/fixed-point.md)"),
+    Waiver("UNUSEDSIGNAL", r"Signal is not used: '",
+           "ports of the shared layer/framing blocks that a given instance does not use (e.g. "
+           "x_addr of a hidden layer, which only layers 0 and L expose to the host), and "
+           "intermediates Yosys inlined", expected=False),
+    Waiver("CASEINCOMPLETE", r"Case values incompletely covered",
+           "Yosys writes every Amaranth Switch/FSM as a default assignment followed by a casez; "
+           "values without a case keep the default, as Amaranth defines"),
+)
+
+
+@pytest.mark.parametrize("name", ["digits", "odd-5-7-3"])
+def test_verilog_lints_clean(name, tmp_path_factory, tmp_path):
+    """`verilator --lint-only -Wall`: no warning except the justified waivers above."""
+    network = pchw.load(f"models/{name}") if name == "digits" else \
+        pchw.load(custom_model(name, tmp_path_factory))
+    path = tmp_path / f"{verilog.module_name(network)}.v"
+    path.write_text(verilog.generate(network))
+    with tools_or_skip():
+        waived = lint(path, NETWORK_WAIVERS, top=verilog.module_name(network),
+                      strict_waivers=False)
+    assert all(m.severity == "Warning" for m in waived)
