@@ -5,15 +5,17 @@ Usage: python bench/golden_throughput.py [MODEL] (default models/digits)
 """
 
 import json
+import os
 import platform
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # one thread: comparable across machines
+import numpy as np  # noqa: E402 (after the thread setting)
 
-import pchw
+import pchw  # noqa: E402
 from pchw.datasets import load_dataset
 from pchw.golden import make_model
 
@@ -52,7 +54,7 @@ def main():
     header = (f"Golden model throughput, {model_path} ({' -> '.join(map(str, network.layers))}, "
               f"mode {pc.mode}, T = {pc.inference_steps}), {date.today()}, "
               f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-              f"NumPy {np.__version__}, one process")
+              f"NumPy {np.__version__}, one process, one BLAS thread")
     lines = [header, "", "| arithmetic | workload | samples/s |", "|---|---|---|"]
     lines += [f"| {a} | {w} | {r:,.0f} |" for a, w, r in rows]
     text = "\n".join(lines) + "\n"
