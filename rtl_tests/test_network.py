@@ -12,6 +12,10 @@ from pchw.sim.network import dataset_commands, run
 from .harness import AMARANTH_WAIVERS, SIMULATORS, Waiver, lint, tools_or_skip
 
 CUSTOM = {
+    "single-4-6": dict(layers=[4, 6], activations=[{"name": "leaky_relu", "slope": 0.5}],
+                       lanes=[4], pc=PCSettings(mode="incremental", inference_steps=2,
+                                                inference_rate=0.5, learning_rate=2.0 ** -2,
+                                                weight_rounding="stochastic")),
     # odd sizes, every activation, every mode, stochastic rounding, several formats
     "odd-5-7-3": dict(layers=[5, 7, 3], activations=["identity", "hardtanh"], lanes=[3, 2],
                       pc=PCSettings(mode="incremental", inference_steps=3, inference_rate=0.5,
@@ -102,9 +106,9 @@ def test_committed_models(name, simulator):
     network = pchw.load(f"models/{name}")
     data = load_dataset(network.dataset)
     samples = 2 if simulator == "icarus" and name == "digits" else 6
-    commands = dataset_commands(network, data, samples, learn=True)
-    commands[1:1] = dataset_commands(network, data, 2, learn=False)[1:-network.L]
-    simulate(f"models/{name}", simulator, commands)
+    _, summary = simulate(f"models/{name}", simulator,
+                          dataset_commands(network, data, samples, learn=True))
+    assert set(summary["latency_cycles"]) == {"IDENTIFY", "INFER", "LEARN", "READ_PARAMS"}
 
 
 def test_digits_epoch_on_chip_matches_golden_weights():
@@ -114,7 +118,7 @@ def test_digits_epoch_on_chip_matches_golden_weights():
     data = load_dataset("digits")
     commands = dataset_commands(network, data, len(data.x_train), learn=True)
     _, summary = simulate("models/digits", "verilator", commands)
-    assert summary["replies"] == len(data.x_train) + 1 + network.L
+    assert summary["replies"] == len(commands) == len(data.x_train) + 2 + network.L
 
 
 # Verilator -Wall warnings of the network Verilog beyond AMARANTH_WAIVERS: each is a property

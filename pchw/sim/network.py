@@ -21,12 +21,14 @@ TESTBENCH = "pchw.sim.network_tb"
 
 
 def dataset_commands(network, data, samples, learn):
-    """IDENTIFY, then ``samples`` INFER (or LEARN) commands from the training split, then a
-    READ_PARAMS of every layer."""
+    """IDENTIFY, then ``samples`` INFER commands (or, to learn, one INFER and ``samples`` LEARN
+    commands) from the training split, then a READ_PARAMS of every layer."""
     f0, fL = network.value_format(0), network.value_format(network.L)
     order = np.arange(samples) % len(data.x_train)
     targets = data.one_hot(data.y_train)
     commands = [protocol.identify_command()]
+    if learn and samples:
+        commands.append(protocol.infer_command(network, f0.quantise(data.x_train[0])))
     for i in order:
         x = f0.quantise(data.x_train[i])
         if learn:
