@@ -3,12 +3,16 @@
 These are the circuit twins of :mod:`pchw.fixedpoint` (the single specification, see
 ``docs/fixed-point.md``): ``round_shift``, ``saturate`` and ``requantise`` produce exactly the
 same integers, which ``tests/gateware/test_fixed.py`` checks against the golden functions.
-All helpers are combinational (zero cycles).
+All helpers are combinational (zero cycles); :class:`ActivationUnit` and
+:class:`DerivativeUnit` wrap the activation ones as components.
 """
 
-from amaranth.hdl import Const, Mux, signed
+from amaranth.hdl import Const, Module, Mux, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["value_shape", "round_shift", "saturate", "requantise", "activation", "gate"]
+__all__ = ["value_shape", "round_shift", "saturate", "requantise", "activation", "gate",
+           "ActivationUnit", "DerivativeUnit"]
 
 
 def value_shape(fmt):
@@ -62,3 +66,31 @@ def gate(act, x, message, fmt):
         one = 1 << fmt.frac
         return Mux((x > -one) & (x < one), message, 0)
     return message
+
+
+class ActivationUnit(wiring.Component):
+    """``phi = f(x)`` in ``fmt``; combinational (0 cycles)."""
+
+    def __init__(self, act, fmt):
+        self._act, self._fmt = act, fmt
+        super().__init__({"x": In(value_shape(fmt)), "phi": Out(value_shape(fmt))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.phi.eq(activation(self._act, self.x, self._fmt))
+        return m
+
+
+class DerivativeUnit(wiring.Component):
+    """``gated = f'(x) * message`` in ``fmt`` (a select, or a shift for leaky_relu);
+    combinational (0 cycles)."""
+
+    def __init__(self, act, fmt):
+        self._act, self._fmt = act, fmt
+        super().__init__({"x": In(value_shape(fmt)), "message": In(value_shape(fmt)),
+                          "gated": Out(value_shape(fmt))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.gated.eq(gate(self._act, self.x, self.message, self._fmt))
+        return m

@@ -30,7 +30,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fixed import activation, gate, requantise, saturate
+from .fixed import ActivationUnit, DerivativeUnit, requantise, saturate
+from .mac import MacLanes
 from .srhash import noise_bits, srhash32
 
 __all__ = ["Phase", "link_signature", "PCLayer"]
@@ -154,16 +155,16 @@ class PCLayer(wiring.Component):
         act = self._net.activations[l]
         held = mode == "fixed_prediction" and l >= 1       # f and f' of the feedforward value
         x_for_f = Array(self.mu if held else self.x)
-        phi = Signal(signed(vf.width), name="phi_up")
-        m.d.comb += [phi.eq(activation(act, x_for_f[self.above.phi_addr], vf)),
-                     self.above.phi_data.eq(phi)]
+        m.submodules.f = f = ActivationUnit(act, vf)
+        m.d.comb += [f.x.eq(x_for_f[self.above.phi_addr]), self.above.phi_data.eq(f.phi)]
         if l == 0:
             return
         k = self.above.msg_index
-        gated = Signal(signed(vf.width))
+        m.submodules.df = df = DerivativeUnit(act, vf)
         delta = Signal(signed(vf.width))
-        m.d.comb += [gated.eq(gate(act, x_for_f[k], self.above.msg_data, vf)),
-                     delta.eq(requantise(gated - Array(self.eps)[k], self._net.pc.gamma_shift, vf))]
+        m.d.comb += [df.x.eq(x_for_f[k]), df.message.eq(self.above.msg_data),
+                     delta.eq(requantise(df.gated - Array(self.eps)[k],
+                                         self._net.pc.gamma_shift, vf))]
         with m.If(self.above.msg_valid):
             m.d.sync += Array(self.x)[k].eq(saturate(Array(self.x)[k] + delta, vf))
 
@@ -237,23 +238,26 @@ class PCLayer(wiring.Component):
             row = Signal(range(R * P + 1), name=f"row{p}")
             m.d.comb += row.eq(r * P + p)
             m.d.sync += s1_eps[p].eq(Mux(row < n, eps_arr[Mux(row < n, row, 0)], 0))
-        s1_first = Mux(column, s1_r == 0, s1_j == 0)
-        s1_last = Mux(column, s1_r == R - 1, s1_j == n_in - 1)
-
         busy = active | s1
+        col_pass = s1 & column
+        sends = col_pass & (run == Phase.RELAX) if l >= 2 else 0
 
-        # Row pass: accumulate W phi + b per lane; at the end of a row write mu (x / eps / y).
+        # The lanes: W phi + b per lane (row pass), W^T eps over the lanes (column pass).
+        m.submodules.mac = mac = MacLanes(
+            P, signed(wf.width), signed(vin.width), signed(vf.width),
+            signed(wf.width + vin.frac), terms=max(n_in, R * P))
         row_pass = s1 & ~column
+        m.d.comb += [mac.v.eq(s1_phi), mac.first.eq(Mux(column, s1_r == 0, s1_j == 0)),
+                     mac.row_en.eq(row_pass), mac.col_en.eq(sends)]
+        for p in range(P):
+            m.d.comb += [mac.w[p].eq(w_rd[p].data), mac.e[p].eq(s1_eps[p]),
+                         mac.init[p].eq(b_rd[p].data << vin.frac)]
+
+        # Row pass: at the end of a row write mu (and x, y or eps).
         mu_shift = wf.frac + vin.frac - vf.frac
         for p in range(P):
-            acc = Signal(signed(vin.width + wf.width + n_in.bit_length() + 2), name=f"acc{p}")
-            total = Signal.like(acc, name=f"total{p}")
             mu_val = Signal(signed(vf.width), name=f"mu_val{p}")
-            base = Mux(s1_j == 0, b_rd[p].data << vin.frac, acc)
-            m.d.comb += [total.eq(base + w_rd[p].data * s1_phi),
-                         mu_val.eq(requantise(total, mu_shift, vf))]
-            with m.If(row_pass):
-                m.d.sync += acc.eq(total)
+            m.d.comb += mu_val.eq(requantise(mac.row_sum[p], mu_shift, vf))
             for k in range(p, n, P):
                 with m.If(row_pass & (s1_j == n_in - 1) & (s1_r == k // P)):
                     m.d.sync += self.mu[k].eq(mu_val)
@@ -272,23 +276,14 @@ class PCLayer(wiring.Component):
         with m.If(x_write):
             m.d.sync += Array(self.x)[self.x_addr].eq(self.x_wdata)
 
-        # Column pass: message W^T eps down, and/or the weight update.
-        col_pass = s1 & column
+        # Column pass: the message W^T eps down (l >= 2), then the weight update.
         if l >= 2:
             msg_shift = vf.frac + wf.frac - vin.frac
-            tree = Signal(signed(vf.width + wf.width + P.bit_length() + 1))
-            m.d.comb += tree.eq(sum(w_rd[p].data * s1_eps[p] for p in range(P)))
-            macc = Signal(signed(vf.width + wf.width + (R * P).bit_length() + 2))
-            macc_next = Signal.like(macc)
-            m.d.comb += macc_next.eq(Mux(s1_r == 0, 0, macc) + tree)
             msg_valid = Signal()
             msg_index = Signal.like(self.below.msg_index)
             msg_data = Signal.like(self.below.msg_data)
-            sends = col_pass & (run == Phase.RELAX)
-            with m.If(sends):
-                m.d.sync += macc.eq(macc_next)
             m.d.sync += [msg_valid.eq(sends & (s1_r == R - 1)), msg_index.eq(s1_j),
-                         msg_data.eq(requantise(macc_next, msg_shift, vin))]
+                         msg_data.eq(requantise(mac.col_sum, msg_shift, vin))]
             m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_index.eq(msg_index),
                          self.below.msg_data.eq(msg_data)]
             busy = busy | msg_valid
