@@ -1,0 +1,61 @@
+"""The host runtime against the golden device model: the API mirrors the golden model."""
+
+import numpy as np
+import pytest
+
+import pchw
+from pchw import PchwError, protocol
+from pchw.golden import FixedModel
+from pchw.host import Device, GoldenTransport
+
+
+@pytest.fixture
+def network():
+    return pchw.Network([4, 6, 3], ["identity", "relu"], init_seed=3, lanes=[2, 3],
+                        pc=pchw.PCSettings(inference_steps=3, inference_rate=0.5,
+                                           learning_rate=2.0 ** -3))
+
+
+def test_device_mirrors_golden_model(network):
+    device, golden = Device(GoldenTransport(network), network), FixedModel(network)
+    device.identify()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, y = rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 3)
+        assert np.array_equal(device.infer(x), golden.infer(x[None])[0])
+        assert np.array_equal(device.learn(x, y), golden.learn(x[None], y[None]).output[0])
+    W, b = golden.float_params()
+    for l in (1, 2):
+        got_W, got_b = device.read_params(l)
+        assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
+    device.write_params(2, np.full((3, 6), 0.25), np.zeros(3))
+    assert np.all(device.read_params(2)[0] == 0.25)
+
+
+def test_wrong_bitstream_is_refused(network):
+    other = network.with_settings(inference_steps=4)
+    with pytest.raises(PchwError, match="runs another network"):
+        Device(GoldenTransport(other), network).identify()
+
+
+def test_error_status_and_timeout_are_one_line_errors(network):
+    device = Device(GoldenTransport(network), network, timeout=0.01)
+    with pytest.raises(PchwError, match="answered READ_PARAMS with ERR_ARGUMENT"):
+        device._exchange(protocol.Opcode.READ_PARAMS, protocol.read_params_command(9))
+
+    class Silent(GoldenTransport):
+        def write(self, data):
+            pass
+    with pytest.raises(PchwError, match="no reply to IDENTIFY within"):
+        Device(Silent(network), network, timeout=0.01).identify()
+
+
+def test_resync_after_a_host_left_mid_frame(network):
+    transport = GoldenTransport(network)
+    device = Device(transport, network, timeout=0.01)
+    before = device.read_params(1)
+    transport.write(protocol.learn_command(network, np.zeros(4, dtype=int),
+                                           np.zeros(3, dtype=int))[:7])   # cut off
+    device.resync()
+    device.identify()
+    assert all(np.array_equal(a, b) for a, b in zip(device.read_params(1), before))
