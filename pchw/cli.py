@@ -232,6 +232,70 @@ def _print_sim_summary(network, summary, seconds):
           f"testbench time ({rate:,.0f} cycles/s); {seconds:.1f} s in all with the build")
 
 
+SIM_CLOCK_HZ, SIM_BAUD = 1_000_000, 250_000     # a fast simulated UART: 4 cycles per bit
+
+
+def _open_device(args, network):
+    from .host import Device, GoldenTransport, SerialTransport, SimulationTransport
+    if args.golden:
+        return Device(GoldenTransport(network), network, timeout=args.timeout)
+    if args.sim:
+        from .gateware.board import BoardTop
+        top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=SIM_BAUD)
+        transport = SimulationTransport(top, SIM_CLOCK_HZ, SIM_CLOCK_HZ // SIM_BAUD)
+        return Device(transport, network, timeout=args.timeout)
+    if not args.port:
+        raise PchwError("give --port /dev/ttyUSBx (the board's serial port), or --sim to run "
+                        "on the simulated board, or --golden for the golden device model")
+    return Device(SerialTransport(args.port, args.baud), network, timeout=args.timeout)
+
+
+def cmd_run(args):
+    from .golden import FixedModel
+    network = load(args.model)
+    data = _dataset_for(network, args)
+    device = _open_device(args, network)
+    version, network_id = device.identify()
+    print(f"device: protocol {version}, network {network_id.hex()} (matches {args.model})")
+    golden = FixedModel(network)
+    limit = args.samples
+
+    def evaluate():
+        xs = data.x_test[:limit] if limit else data.x_test
+        start, correct, agree = time.perf_counter(), 0, 0
+        for i, x in enumerate(xs):
+            out = device.infer(x)
+            correct += int(np.argmax(out) == data.y_test[i])
+            agree += int(np.array_equal(out, golden.infer(x[None])[0]))
+        rate = len(xs) / (time.perf_counter() - start)
+        return correct / len(xs), agree, len(xs), rate
+
+    if args.learn:
+        xs, ys = data.x_train[:limit] if limit else data.x_train, data.one_hot(data.y_train)
+        for epoch in range(args.epochs):
+            start, agree = time.perf_counter(), 0
+            for i, x in enumerate(xs):
+                out = device.learn(x, ys[i])
+                agree += int(np.array_equal(out, golden.learn(x[None], ys[i][None]).output[0]))
+            rate = len(xs) / (time.perf_counter() - start)
+            acc, _, n, _ = evaluate()
+            _progress(f"epoch {epoch + 1}/{args.epochs}: {len(xs)} on-chip learning steps "
+                      f"({rate:,.1f} samples/s), {agree}/{len(xs)} predictions equal the golden "
+                      f"model's; test accuracy {acc:.2%} on {n}")
+        same = all(np.array_equal(a, b) for l in range(1, network.L + 1)
+                   for a, b in zip(device.read_params(l), (golden.float_params()[0][l - 1],
+                                                            golden.float_params()[1][l - 1])))
+        print(f"weights after on-chip learning {'equal' if same else 'DIFFER FROM'} the golden "
+              "model's, bit for bit")
+        if not same:
+            raise PchwError("the device's weights differ from the golden model's")
+    acc, agree, n, rate = evaluate()
+    print(f"test accuracy {acc:.2%} on {n} samples; {agree}/{n} outputs equal the golden "
+          f"model's bit for bit; {rate:,.1f} samples/s (host round trips included)")
+    if agree != n:
+        raise PchwError(f"{n - agree} outputs differ from the golden model")
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog="pchw", description="Compile a neural network into FPGA hardware that runs "
@@ -334,6 +398,29 @@ def _parser():
                    help="record waveforms into FILE (VCD from Verilator, FST from Icarus; "
                    "default: dump.vcd or <top>.fst in the current folder)")
     q.set_defaults(func=cmd_sim)
+
+    q = sub.add_parser("run", help="run a dataset on a board (or the simulated board)",
+                       description="Talk to a device over the command protocol: IDENTIFY checks "
+                       "it runs this model, then the test split is inferred on the device (with "
+                       "--learn, first --epochs of on-chip PC learning on the training split) "
+                       "and compared with the golden model bit for bit. Prints accuracy, "
+                       "agreement and samples/s.")
+    model_arg(q)
+    dataset_args(q)
+    where = q.add_mutually_exclusive_group()
+    where.add_argument("--port", metavar="DEV", help="serial port of the board, e.g. /dev/ttyUSB1")
+    where.add_argument("--sim", action="store_true",
+                       help="the simulated board top (amaranth.sim, UART pins included; slow: "
+                       "use --samples)")
+    where.add_argument("--golden", action="store_true", help="the golden device model")
+    q.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating")
+    q.add_argument("--epochs", type=int, default=1, help="learning epochs (default 1)")
+    q.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="use only the first N samples of each split (default all)")
+    q.add_argument("--timeout", type=float, default=2.0, metavar="S",
+                   help="seconds to wait for a reply (simulated seconds with --sim; default 2)")
+    q.set_defaults(func=cmd_run)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "
