@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pchw import Activation, Format, Formats, Network, PCSettings
+from pchw import Format, Formats, Network, PCSettings
 from pchw.backprop import gradients
 from pchw.golden import FixedModel, FloatModel
 

@@ -26,7 +26,7 @@ A row pass iterates ``r`` (outer) and ``j`` (inner), a column pass ``j`` (outer)
 (inner); each issues one address per cycle for ``R_l n_{l-1}`` cycles.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
