@@ -1,0 +1,176 @@
+"""The board top: the network device behind a UART, with a heartbeat and an activity LED.
+
+``uart_rx`` -> :class:`~pchw.gateware.uart.UARTReceiver` -> receive FIFO ->
+:class:`~pchw.gateware.top.NetworkTop` -> :class:`~pchw.gateware.uart.UARTTransmitter` ->
+``uart_tx``. On a board (an amaranth-boards style platform) the UART and LED pins are requested
+from the platform; in simulation the UART lines are plain ports.
+"""
+
+from amaranth.build import ResourceError
+from amaranth.hdl import Module, Signal
+from amaranth.lib import fifo, io, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import PchwError
+from .top import NetworkTop
+from .uart import UARTReceiver, UARTTransmitter, divisor_for
+
+__all__ = ["RX_FIFO_DEPTH", "RX_FIFO_LATENCY", "HEARTBEAT_HZ", "ACTIVITY_HOLD_S", "BoardTop"]
+
+#: Bytes buffered between the UART receiver and the network. The network takes no bytes while
+#: it works on a frame and sends the reply (at the UART's pace). A host waits for each reply, so
+#: nothing arrives then, except when a frame was left incomplete (a host that gave up, or a
+#: lost byte): the next command's bytes complete it, and the rest of that command keeps coming
+#: during the error reply (the network takes bytes again once it has handed over the reply's
+#: 5th byte, about 4 byte times). With this buffer those bytes reach the network, so that it
+#: reads the stream as :class:`pchw.protocol.DeviceModel` does, instead of being dropped.
+RX_FIFO_DEPTH = 16
+#: Cycles from a byte offered to the receive FIFO (empty) to the byte offered to the network:
+#: ``SyncFIFOBuffered`` writes its memory, then its output register.
+RX_FIFO_LATENCY = 2
+#: Blink rate of LED 0.
+HEARTBEAT_HZ = 1
+#: LED 1 stays lit this long (seconds) after the last activity, so that short commands show.
+ACTIVITY_HOLD_S = 0.05
+
+
+class BoardTop(wiring.Component):
+    """A network device on a board, talking over a UART (8N1).
+
+    Parameters
+    ----------
+    network : Network
+        The network the device runs (see :class:`~pchw.gateware.top.NetworkTop`).
+    clock_hz : int or float
+        Frequency of the ``sync`` domain. Only sets the UART divisor and the LED timings: the
+        design runs on the ``sync`` domain as given (on a board, the platform's default clock).
+    baud : int
+        UART baud rate; ``round(clock_hz / baud)`` cycles per bit (:func:`divisor_for`).
+
+    Members
+    -------
+    uart_rx : In(1, init=1)
+        The host-to-device line (idle high).
+    uart_tx : Out(1, init=1)
+        The device-to-host line (idle high).
+    led_heartbeat : Out(1)
+        Toggles every ``1 / (2 * HEARTBEAT_HZ)`` s: a 1 Hz blink that shows the clock runs.
+    led_activity : Out(1)
+        Lit while a frame is on either line or the network works on a command, and for
+        :data:`ACTIVITY_HOLD_S` after.
+    network_top, receiver, transmitter
+        The :class:`NetworkTop`, :class:`UARTReceiver` and :class:`UARTTransmitter` inside.
+
+    Raises
+    ------
+    BaudRateError (a ValueError)
+        If ``baud`` cannot be made from ``clock_hz`` (see :func:`divisor_for`).
+
+    With a platform (amaranth-boards style), :meth:`elaborate` requests ``uart`` 0 (subsignals
+    ``rx`` and ``tx``, as ``UARTResource`` makes them) and drives ``uart_rx`` from ``rx`` and
+    ``tx`` from ``uart_tx`` through ``io.Buffer`` (the ports are requested with ``dir="-"``:
+    Amaranth 0.5 deprecates the implicit buffers), so these ports must be left unconnected; it
+    drives ``led`` 0 and 1 from ``led_heartbeat`` and ``led_activity`` if the platform has
+    them. A platform without ``uart`` 0 raises :class:`~pchw.errors.PchwError`.
+
+    Timing: the start bit of a reply's first byte begins (``uart_tx`` is low after the edge)
+    :attr:`reply_overhead` ``+`` :func:`pchw.latency.command_latency` cycles after the edge
+    that samples the middle of the command's last stop bit on ``uart_rx`` (see
+    :class:`~pchw.gateware.uart.UARTReceiver`); each byte then takes ``10 * divisor`` cycles
+    on the line, back to back.
+    """
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+    led_heartbeat: Out(1)
+    led_activity: Out(1)
+
+    def __init__(self, network, *, clock_hz, baud=115200):
+        self._divisor = divisor_for(clock_hz, baud)
+        self._clock_hz, self._baud = clock_hz, baud
+        self.network_top = NetworkTop(network)
+        self.receiver = UARTReceiver(self._divisor)
+        self.transmitter = UARTTransmitter(self._divisor)
+        super().__init__()
+
+    @property
+    def divisor(self):
+        """Clock cycles per UART bit."""
+        return self._divisor
+
+    @property
+    def clock_hz(self):
+        return self._clock_hz
+
+    @property
+    def baud(self):
+        return self._baud
+
+    @property
+    def reply_overhead(self):
+        """Cycles the UART path adds to :func:`pchw.latency.command_latency`: the receiver's
+        latency, :data:`RX_FIFO_LATENCY` and the transmitter's latency (2 + 2 + 1 = 5)."""
+        return self.receiver.latency + RX_FIFO_LATENCY + self.transmitter.latency
+
+    @property
+    def heartbeat_cycles(self):
+        """Cycles between toggles of ``led_heartbeat``."""
+        return max(1, round(self._clock_hz / (2 * HEARTBEAT_HZ)))
+
+    @property
+    def activity_hold_cycles(self):
+        """Cycles ``led_activity`` stays lit after the last activity."""
+        return max(1, round(self._clock_hz * ACTIVITY_HOLD_S))
+
+    def elaborate(self, platform):
+        if platform is not None:            # first: nothing is built if the board has no UART
+            try:
+                uart = platform.request("uart", 0, dir="-")
+            except ResourceError as error:
+                raise PchwError(f"{type(platform).__name__} has no UART (resource uart 0) for "
+                                f"the host link: {error}") from None
+            leds = []
+            for index in range(2):
+                try:
+                    leds.append(platform.request("led", index, dir="-"))
+                except ResourceError:
+                    break
+
+        m = Module()
+        m.submodules.receiver = rx = self.receiver
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        m.submodules.network = top = self.network_top
+        m.submodules.transmitter = tx = self.transmitter
+
+        m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
+        wiring.connect(m, rx.o_stream, rx_fifo.w_stream)
+        wiring.connect(m, rx_fifo.r_stream, top.i_stream)
+        wiring.connect(m, top.o_stream, tx.i_stream)
+
+        # LED 0: heartbeat.
+        beat = Signal(range(self.heartbeat_cycles))
+        with m.If(beat == self.heartbeat_cycles - 1):
+            m.d.sync += [beat.eq(0), self.led_heartbeat.eq(~self.led_heartbeat)]
+        with m.Else():
+            m.d.sync += beat.eq(beat + 1)
+
+        # LED 1: activity, stretched. The network's frame receiver refuses bytes exactly while
+        # it holds a complete frame, i.e. from a command's end until its reply is handed over.
+        hold = Signal(range(self.activity_hold_cycles + 1))
+        active = (rx.busy | rx_fifo.r_stream.valid | ~top.i_stream.ready | top.o_stream.valid |
+                  ~tx.i_stream.ready)
+        with m.If(active):
+            m.d.sync += hold.eq(self.activity_hold_cycles)
+        with m.Elif(hold != 0):
+            m.d.sync += hold.eq(hold - 1)
+        m.d.comb += self.led_activity.eq(active | (hold != 0))
+
+        if platform is not None:
+            m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+            m.d.comb += [self.uart_rx.eq(rx_buffer.i), tx_buffer.o.eq(self.uart_tx)]
+            for index, (port, led) in enumerate(zip(leds, [self.led_heartbeat,
+                                                             self.led_activity])):
+                m.submodules[f"led_{index}_buffer"] = buffer = io.Buffer("o", port)
+                m.d.comb += buffer.o.eq(led)
+        return m
