@@ -28,9 +28,9 @@ INIT_SEED = 0
 ORDER_SEED = 0
 
 MODELS = {
-    "xor": dict(layers=[2, 8, 2], activations=["identity", "hardtanh"], epochs=200,
+    "xor": dict(layers=[2, 8, 2], activations=["identity", "hardtanh"], epochs=400,
                 pc=PCSettings(mode="standard", inference_steps=8, inference_rate=0.5,
-                              learning_rate=2.0 ** -3),
+                              learning_rate=2.0 ** -4),
                 formats=Formats(Format(12, 8), Format(12, 9)), lanes=[2, 2]),
     "iris": dict(layers=[4, 16, 3], activations=["identity", "relu"], epochs=60,
                  pc=PCSettings(mode="standard", inference_steps=8, inference_rate=0.25,

@@ -13,7 +13,7 @@ from .datasets import DATASETS, load_dataset
 from .errors import PchwError
 from .golden import make_model
 from .network import ACTIVATIONS, MODES, Network, PCSettings, load
-from .train import accuracy, train_backprop, train_pc
+from .train import accuracy, epoch_order, train_backprop, train_pc
 
 __all__ = ["main"]
 
@@ -274,7 +274,8 @@ def cmd_run(args):
         xs, ys = data.x_train[:limit] if limit else data.x_train, data.one_hot(data.y_train)
         for epoch in range(args.epochs):
             start, agree = time.perf_counter(), 0
-            for i, x in enumerate(xs):
+            for i in epoch_order(len(xs), epoch, args.seed):      # as pchw train orders them
+                x = xs[i]
                 out = device.learn(x, ys[i])
                 agree += int(np.array_equal(out, golden.learn(x[None], ys[i][None]).output[0]))
             rate = len(xs) / (time.perf_counter() - start)
@@ -416,6 +417,7 @@ def _parser():
     q.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating")
     q.add_argument("--epochs", type=int, default=1, help="learning epochs (default 1)")
+    q.add_argument("--seed", type=int, default=0, help="sample-order seed (default 0)")
     q.add_argument("--samples", type=int, default=0, metavar="N",
                    help="use only the first N samples of each split (default all)")
     q.add_argument("--timeout", type=float, default=2.0, metavar="S",

@@ -108,6 +108,12 @@ class SimulationTransport(Transport):
         self._sim.add_testbench(self._monitor, background=True)
         self._now = 0.0
 
+    # Plain tick loops (not ``tick().until()``/``repeat()``): these testbenches never finish,
+    # and suspended async generators complain when they are collected at exit.
+    async def _ticks(self, ctx, count):
+        for _ in range(count):
+            await ctx.tick()
+
     async def _drive(self, ctx):
         ctx.set(self._dut.uart_rx, 1)
         while True:
@@ -117,18 +123,19 @@ class SimulationTransport(Transport):
             byte = self._pending.pop(0)
             for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
                 ctx.set(self._dut.uart_rx, bit)
-                await ctx.tick().repeat(self._divisor)
+                await self._ticks(ctx, self._divisor)
 
     async def _monitor(self, ctx):
         divisor = self._divisor
         while True:
-            await ctx.tick().until(self._dut.uart_tx == 0)            # start bit
-            await ctx.tick().repeat(divisor // 2)                     # its middle
+            while ctx.get(self._dut.uart_tx):                          # wait for a start bit
+                await ctx.tick()
+            await self._ticks(ctx, divisor // 2)                       # its middle
             byte = 0
             for i in range(8):
-                await ctx.tick().repeat(divisor)
+                await self._ticks(ctx, divisor)
                 byte |= ctx.get(self._dut.uart_tx) << i
-            await ctx.tick().repeat(divisor)                           # stop bit
+            await self._ticks(ctx, divisor)                            # stop bit
             self._received.append(byte)
 
     def write(self, data):

@@ -157,3 +157,17 @@ def test_verilog_lints_clean(name, tmp_path_factory, tmp_path):
         waived = lint(path, NETWORK_WAIVERS, top=verilog.module_name(network),
                       strict_waivers=False)
     assert all(m.severity == "Warning" for m in waived)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_pchw_sim_command(simulator, capsys):
+    from pchw.cli import main
+    with tools_or_skip():
+        assert main(["sim", "models/xor", "--simulator", simulator, "--learn",
+                     "--samples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "mismatches with the golden model 0" in out
+    network = pchw.load("models/xor")
+    from pchw.latency import command_latency
+    assert f"{command_latency(network, protocol.Opcode.LEARN)} (formula " \
+           f"{command_latency(network, protocol.Opcode.LEARN)})" in out
