@@ -59,3 +59,29 @@ def test_resync_after_a_host_left_mid_frame(network):
     device.resync()
     device.identify()
     assert all(np.array_equal(a, b) for a, b in zip(device.read_params(1), before))
+
+
+def test_host_through_simulated_uart_to_board_top():
+    """End to end: Device -> UART pins of the simulated board top -> the network, on real iris
+    samples, bit for bit with the golden model; garbage on the line and a host that left in the
+    middle of a frame leave the weights intact."""
+    from pchw.datasets import load_dataset
+    from pchw.gateware.board import BoardTop
+    from pchw.host import SimulationTransport
+    network = pchw.load("models/iris")
+    top = BoardTop(network, clock_hz=1_000_000, baud=250_000)
+    transport = SimulationTransport(top, 1_000_000, top.divisor)
+    device, golden = Device(transport, network, timeout=0.05), FixedModel(network)
+    device.identify()
+    data = load_dataset("iris")
+    targets = data.one_hot(data.y_train)
+    for i in range(3):
+        assert np.array_equal(device.learn(data.x_train[i], targets[i]),
+                              golden.learn(data.x_train[i][None], targets[i][None]).output[0])
+        assert np.array_equal(device.infer(data.x_test[i]), golden.infer(data.x_test[i][None])[0])
+    transport.write(b"\x13\x37 line noise \xa5\x02")       # garbage, then a frame cut short
+    device.resync()
+    W, b = golden.float_params()
+    for l in (1, 2):
+        got_W, got_b = device.read_params(l)
+        assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
