@@ -47,7 +47,7 @@ def main():
                    network, macs_per_sample(network, True), learn)}
         for simulator in ("icarus", "verilator"):
             samples = max(2, args.samples // 8) if simulator == "icarus" else args.samples
-            summary = run_dataset(f"models/{name}", network, simulator, samples, True)
+            summary = run_dataset(network, simulator, samples, True)
             assert summary["mismatches"] == 0
             row[f"sim_cycles_per_s_{simulator}"] = summary["simulated_cycles"] / summary["seconds"]
         rows.append(row)

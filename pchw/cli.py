@@ -196,7 +196,7 @@ def cmd_sim(args):
               f"{args.simulator} (the first build of a design takes a while)")
     start = time.perf_counter()
     try:
-        summary = simnet.run_dataset(args.model, network, args.simulator, args.samples,
+        summary = simnet.run_dataset(network, args.simulator, args.samples,
                                      args.learn, waves=args.waves is not None,
                                      gaps=args.gaps, backpressure=args.backpressure)
     except runner.SimulationFailed as failure:
@@ -295,6 +295,42 @@ def cmd_run(args):
           f"model's bit for bit; {rate:,.1f} samples/s (host round trips included)")
     if agree != n:
         raise PchwError(f"{n - agree} outputs differ from the golden model")
+
+
+def cmd_build(args):
+    from . import build
+    network = load(args.model)
+    start = time.perf_counter()
+    result = build.build(network, args.board, args.output, baud=args.baud, force=args.force,
+                         progress=_progress)
+    r = result.report
+    for name, v in r["resources"].items():
+        print(f"{name:6s} {v['used']:6d} / {v['available']:6d}  ({v['cell']})")
+    clock = r["fmax"]
+    infer, learn = (r["throughput"]["at_board_clock"][op] for op in ("INFER", "LEARN"))
+    if clock is None:
+        raise PchwError(f"nextpnr reported no Fmax (see {result.directory})")
+    print(f"Fmax   {clock['achieved_mhz']} MHz (board clock {clock['target_mhz']} MHz: timing "
+          f"{'met' if clock['met'] else 'FAILED'})")
+    print(f"cycles per inference {r['cycles']['core_infer']}, per learning step "
+          f"{r['cycles']['core_learn']} (+ inference); at {r['clock_hz'] / 1e6:g} MHz "
+          f"{infer['samples_per_s_compute']:,.0f} inferences/s, "
+          f"{learn['samples_per_s_compute']:,.0f} learning steps/s (over the UART at "
+          f"{r['baud']} baud: {infer['samples_per_s_uart']:,.0f} and "
+          f"{learn['samples_per_s_uart']:,.0f})")
+    print(f"wrote {result.bitstream}, {result.directory / 'report.md'} and report.json in "
+          f"{time.perf_counter() - start:.0f} s")
+    if not result.timing_met:
+        raise PchwError(f"timing failed: Fmax {clock['achieved_mhz']} MHz is below the "
+                        f"{clock['target_mhz']} MHz board clock (see "
+                        f"{result.directory / 'report.md'}); use fewer lanes or narrower formats")
+
+
+def cmd_flash(args):
+    from . import build
+    network = load(args.model)
+    build.flash(network, args.board, args.output, progress=_progress)
+    print(f"programmed {args.board}")
 
 
 def _parser():
@@ -423,6 +459,37 @@ def _parser():
     q.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds to wait for a reply (simulated seconds with --sim; default 2)")
     q.set_defaults(func=cmd_run)
+
+    from .boards import BOARDS
+    q = sub.add_parser("build", help="build a bitstream for a board (yosys, nextpnr)",
+                       description="Put the network behind a UART (BoardTop) on an open FPGA "
+                       "board and run synthesis, place and route and packing (the YoWASP tools "
+                       "of pchw[boards], or system tools named by YOSYS, NEXTPNR_ICE40, ICEPACK, "
+                       "NEXTPNR_ECP5, ECPPACK). A network that clearly cannot fit is refused "
+                       "first. Writes the bitstream, report.md and report.json (resources, Fmax, "
+                       "cycles, samples/s) into the build folder; exits non-zero if timing fails. "
+                       "See boards/README.md.")
+    model_arg(q)
+    q.add_argument("--board", required=True, metavar="NAME",
+                   help=f"target board: {', '.join(BOARDS)}")
+    q.add_argument("-o", "--output", metavar="DIR",
+                   help="build folder (default build/<board>/<model name>)")
+    q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    q.add_argument("--force", action="store_true",
+                   help="build even if the pre-synthesis estimate says it does not fit")
+    q.set_defaults(func=cmd_build)
+
+    q = sub.add_parser("flash", help="program a built bitstream onto a board",
+                       description="Program the bitstream `pchw build` wrote (checked to be "
+                       "this model's, for this board) with the board's programmer: iceprog "
+                       "(icebreaker) or openFPGALoader (ulx3s-*); ICEPROG / OPENFPGALOADER name "
+                       "another binary.")
+    model_arg(q)
+    q.add_argument("--board", required=True, metavar="NAME",
+                   help=f"target board: {', '.join(BOARDS)}")
+    q.add_argument("-o", "--output", metavar="DIR",
+                   help="build folder (default build/<board>/<model name>)")
+    q.set_defaults(func=cmd_flash)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "

@@ -79,7 +79,7 @@ def bad_commands(network):
 def simulate(model_path, simulator, commands, **kwargs):
     network = pchw.load(model_path)
     with tools_or_skip():
-        summary = run(model_path, network, simulator, commands, **kwargs)
+        summary = run(network, simulator, commands, **kwargs)
     assert summary["mismatches"] == 0 and summary["replies"] >= len(commands)
     return network, summary
 

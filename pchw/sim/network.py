@@ -39,7 +39,7 @@ def dataset_commands(network, data, samples, learn):
     return commands
 
 
-def run(model_path, network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
+def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
         build_dir=None, config=None):
     """Simulate ``commands`` (frames) on ``network``'s Verilog; returns the testbench summary
     (with ``run_dir``, where the simulator ran and left its waveforms).
@@ -57,7 +57,8 @@ def run(model_path, network, simulator, commands, *, gaps=0.0, backpressure=0.0,
         config or f"{name}-{protocol.network_id(network).hex()}", simulator)
     with tempfile.TemporaryDirectory() as tmp:
         summary_path = Path(tmp) / "summary.json"
-        data = {"model": str(Path(model_path).resolve()), "commands": [c.hex() for c in commands],
+        network.save(Path(tmp) / "model")       # exactly the network the Verilog was made from
+        data = {"model": str(Path(tmp) / "model"), "commands": [c.hex() for c in commands],
                 "gaps": gaps, "backpressure": backpressure, "summary": str(summary_path)}
         try:
             results = runner.simulate(text, name, TESTBENCH, simulator, build_dir,
@@ -74,8 +75,7 @@ def _read(path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def run_dataset(model_path, network, simulator, samples, learn, **kwargs):
+def run_dataset(network, simulator, samples, learn, **kwargs):
     """:func:`run` on ``samples`` samples of the model's dataset."""
     data = load_dataset(network.dataset or "digits")
-    return run(model_path, network, simulator, dataset_commands(network, data, samples, learn),
-               **kwargs)
+    return run(network, simulator, dataset_commands(network, data, samples, learn), **kwargs)

@@ -349,6 +349,8 @@ def simulate(
     waves: bool | None = None,
     parameters: Mapping[str, object] | None = None,
     seed: int | None = None,
+    libraries: Sequence[str | os.PathLike] = (),
+    defines: Mapping[str, object] | None = None,
 ) -> SimResults:
     """Build *verilog* (if not already built) and run the cocotb tests of *test_module* on it.
 
@@ -381,6 +383,12 @@ def simulate(
     seed:
         cocotb random seed; defaults to ``COCOTB_RANDOM_SEED`` or a fresh one (cocotb logs it).
 
+    libraries:
+        More Verilog files to compile with the design (e.g. a vendor's cell models for a
+        gate-level netlist); part of the build key.
+    defines:
+        Preprocessor macros for the build.
+
     Returns
     -------
     SimResults, when every cocotb test passed.
@@ -408,6 +416,8 @@ def simulate(
         "tool": _tool_version(simulator), "cocotb": importlib.metadata.version("cocotb"),
         "build_args": build_args, "parameters": {k: str(v) for k, v in parameters.items()},
         "timescale": TIMESCALE, "waves": waves,
+        "libraries": [Path(lib).read_text(encoding="utf-8") for lib in libraries],
+        "defines": {k: str(v) for k, v in (defines or {}).items()},
     }, sort_keys=True).encode()).hexdigest()
 
     runner = get_runner(simulator)
@@ -422,9 +432,9 @@ def simulate(
             start = time.monotonic()
             try:
                 runner.build(
-                    sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                    build_args=build_args, parameters=parameters, timescale=TIMESCALE,
-                    waves=waves, always=True,
+                    sources=[source, *map(Path, libraries)], hdl_toplevel=toplevel,
+                    build_dir=build_dir, build_args=build_args, parameters=parameters,
+                    defines=dict(defines or {}), timescale=TIMESCALE, waves=waves, always=True,
                 )
             except (RuntimeError, SystemExit) as error:
                 raise SimulationFailed(
