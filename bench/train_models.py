@@ -119,7 +119,8 @@ def write_readme(result, sweep=None, backprop_float=None):
         f"Trained by `make models` (`bench/train_models.py`) on {date.today()}: "
         f"{result['epochs']} epochs of online (batch-1) learning, all runs from the same "
         f"initialisation (seed {INIT_SEED}), sample order and learning rate; test accuracy after "
-        f"the last epoch on the stratified 20% hold-out (split seed 0).", "",
+        + ("the last epoch on the four points (XOR has no hold-out)." if name == "xor" else
+           "the last epoch on the stratified 20% hold-out (split seed 0)."), "",
         "| training | inference | test accuracy |", "|---|---|---|",
         f"| backprop, float64 | float64 | {pct(result['backprop_float'])} |",
         f"| PC, float64 | float64 | {pct(result['pc_float'])} |",
