@@ -248,9 +248,9 @@ def _run_script(directory, script, env, name, progress):
 
     watcher = threading.Thread(target=heartbeat, daemon=True)
     watcher.start()
-    with open(directory / "build.log", "w") as log:
-        process = subprocess.Popen(["sh", "-x", script], cwd=directory, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+    with open(directory / "build.log", "w") as log, subprocess.Popen(
+            ["sh", "-x", script], cwd=directory, env=env, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, bufsize=1) as process:
         try:
             for line in process.stdout:
                 log.write(line)

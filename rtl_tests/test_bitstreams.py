@@ -1,0 +1,139 @@
+"""Bitstreams of the small example models, built with the real tools (YoWASP yosys and nextpnr).
+
+Each design is built once per session (module-scoped fixtures) and its report checked: the
+resources nextpnr placed against the device and the pre-synthesis estimate, Fmax against the
+board clock, the cycle counts of :mod:`pchw.latency`, and the bitstream's header. Times on the
+2-core machine, nothing else running: xor on ulx3s-85f 67 s, iris on ulx3s-85f 156 s, xor with
+one lane per layer on icebreaker 66 s (the committed xor needs 11 multipliers, the iCE40UP5K has
+8; iris does not fit its logic even with one lane). The first run of the YoWASP tools on a
+machine adds about 75 s to compile them.
+
+Missing tools skip these tests (pip install 'pchw[boards]'), and fail them when ``CI`` is set:
+``make test`` installs the tools, so CI cannot pass by skipping.
+"""
+
+import os
+import time
+
+import pytest
+
+import pchw
+from pchw import boards, build, latency
+from pchw.cli import main
+from pchw.network import Network
+from pchw.protocol import Opcode
+
+TOOLS = {"ice40": ["yosys", "nextpnr-ice40", "icepack"],
+         "ecp5": ["yosys", "nextpnr-ecp5", "ecppack"]}
+
+
+def require_tools(family):
+    try:
+        import amaranth_boards  # noqa: F401
+        build.toolchain_env(TOOLS[family])
+    except (ImportError, pchw.PchwError) as missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"FPGA tools missing ({missing}); make test installs them (the dev extra)")
+        pytest.skip(f"FPGA tools missing ({missing}): pip install 'pchw[boards]'")
+
+
+def one_lane(network):
+    """``network`` with one MAC lane per layer: the committed xor (lanes 2/2) needs 11
+    multipliers, the iCE40UP5K has 8."""
+    return Network(network.layers, network.activations, network.weights, network.biases,
+                   pc=network.pc, formats=network.formats, lanes=[1] * network.L,
+                   name=network.name, dataset=network.dataset, source=network.source)
+
+
+def _build(tmp_path_factory, network, board_name):
+    require_tools(boards.board(board_name).family)
+    directory = tmp_path_factory.mktemp(f"{board_name}-{network.name}")
+    lines = []
+    start = time.monotonic()
+    result = build.build(network, board_name, directory, progress=lines.append)
+    print(f"{network.name} on {board_name}: {time.monotonic() - start:.0f} s")
+    return result, lines
+
+
+@pytest.fixture(scope="module")
+def xor_ulx3s(tmp_path_factory):
+    return _build(tmp_path_factory, pchw.load("models/xor"), "ulx3s-85f")
+
+
+@pytest.fixture(scope="module")
+def iris_ulx3s(tmp_path_factory):
+    return _build(tmp_path_factory, pchw.load("models/iris"), "ulx3s-85f")
+
+
+@pytest.fixture(scope="module")
+def xor_icebreaker(tmp_path_factory):
+    return _build(tmp_path_factory, one_lane(pchw.load("models/xor")), "icebreaker")
+
+
+def check_report(result, network, target):
+    r = result.report
+    assert r["board"] == target.name and r["description_hash"] == network.description_hash()
+    res = r["resources"]
+    assert set(res) >= {"LUT", "FF", "DSP", "BRAM"}
+    for name, v in res.items():
+        assert 0 <= v["used"] <= v["available"], name
+    assert res["LUT"]["available"] == target.luts and res["DSP"]["available"] == target.dsps
+    assert res["BRAM"]["available"] == target.bram_blocks
+    est = boards.estimate(network, target)
+    assert est.dsps - 1 <= res["DSP"]["used"] <= est.dsps  # exact, or one too many
+    assert res["FF"]["used"] >= est.state_bits            # the state vectors are registers
+    assert 0.5 < res["LUT"]["used"] / est.luts < 2        # the LUT estimate is rough
+    f = r["fmax"]
+    assert f["target_mhz"] == target.clock_hz / 1e6 and f["met"] and result.timing_met
+    assert r["cycles"]["core_infer"] == latency.core_infer_cycles(network)
+    assert r["cycles"]["core_learn"] == latency.core_learn_cycles(network)
+    infer = r["throughput"]["at_board_clock"]["INFER"]
+    assert infer["command_latency_cycles"] == latency.command_latency(network, Opcode.INFER) \
+        + r["cycles"]["uart_path_overhead"]
+    assert infer["samples_per_s_compute"] == round(
+        target.clock_hz / infer["command_latency_cycles"], 1)
+    assert (result.directory / "report.md").read_text().startswith(
+        f"# {network.name} on {target.name}")
+    assert result.bitstream.name == f"pchw_{network.name}{target.bitstream_suffix}"
+    return result.bitstream.read_bytes()
+
+
+def test_xor_on_ulx3s_85f(xor_ulx3s):
+    result, progress = xor_ulx3s
+    network, target = pchw.load("models/xor"), boards.board("ulx3s-85f")
+    bitstream = check_report(result, network, target)
+    assert b"Part: LFE5U-85F" in bitstream[:64] and b"\xff\xff\xbd\xb3" in bitstream[:64]
+    assert [line.strip() for line in progress if line.strip().endswith("...")] == \
+        ["synthesis ...", "place and route ...", "bitstream ..."]
+    assert result.report["resources"]["LUTRAM"]["used"] > 0    # small memories: distributed RAM
+
+
+def test_iris_on_ulx3s_85f(iris_ulx3s):
+    result, _ = iris_ulx3s
+    check_report(result, pchw.load("models/iris"), boards.board("ulx3s-85f"))
+    assert result.report["resources"]["DSP"]["used"] == 15
+
+
+def test_xor_on_icebreaker(xor_icebreaker):
+    result, _ = xor_icebreaker
+    network, target = one_lane(pchw.load("models/xor")), boards.board("icebreaker")
+    bitstream = check_report(result, network, target)
+    assert b"\x7e\xaa\x99\x7e" in bitstream[:16]                  # iCE40 sync word
+    assert result.report["resources"]["BRAM"]["used"] > 0
+
+
+def test_flash_hands_the_bitstream_to_the_programmer(xor_ulx3s, tmp_path, monkeypatch, capsys):
+    """``pchw flash`` runs the platform's programmer (here a stand-in for openFPGALoader) on
+    the built bitstream; a model that was not built there is refused."""
+    result, _ = xor_ulx3s
+    calls = tmp_path / "calls"
+    programmer = tmp_path / "openFPGALoader"
+    programmer.write_text(f'#!/bin/sh\necho "$@" > {calls}\n')
+    programmer.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(programmer))
+    assert main(["flash", "models/xor", "--board", "ulx3s-85f", "-o", str(result.directory)]) == 0
+    args = calls.read_text().split()
+    assert args[:3] == ["-b", "ulx3s", "-m"] and args[3].endswith("pchw_xor.bit")
+    assert main(["flash", "models/iris", "--board", "ulx3s-85f", "-o",
+                 str(result.directory)]) == 1
+    assert "no bitstream" in capsys.readouterr().err
