@@ -461,6 +461,14 @@ def _parser():
     q.set_defaults(func=cmd_run)
 
     from .boards import BOARDS
+
+    def board_args(q):
+        model_arg(q)
+        q.add_argument("--board", required=True, metavar="NAME",
+                       help=f"target board: {', '.join(BOARDS)}")
+        q.add_argument("-o", "--output", metavar="DIR",
+                       help="build folder (default build/<board>/<model name>)")
+
     q = sub.add_parser("build", help="build a bitstream for a board (yosys, nextpnr)",
                        description="Put the network behind a UART (BoardTop) on an open FPGA "
                        "board and run synthesis, place and route and packing (the YoWASP tools "
@@ -469,11 +477,7 @@ def _parser():
                        "first. Writes the bitstream, report.md and report.json (resources, Fmax, "
                        "cycles, samples/s) into the build folder; exits non-zero if timing fails. "
                        "See boards/README.md.")
-    model_arg(q)
-    q.add_argument("--board", required=True, metavar="NAME",
-                   help=f"target board: {', '.join(BOARDS)}")
-    q.add_argument("-o", "--output", metavar="DIR",
-                   help="build folder (default build/<board>/<model name>)")
+    board_args(q)
     q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
@@ -484,11 +488,7 @@ def _parser():
                        "this model's, for this board) with the board's programmer: iceprog "
                        "(icebreaker) or openFPGALoader (ulx3s-*); ICEPROG / OPENFPGALOADER name "
                        "another binary.")
-    model_arg(q)
-    q.add_argument("--board", required=True, metavar="NAME",
-                   help=f"target board: {', '.join(BOARDS)}")
-    q.add_argument("-o", "--output", metavar="DIR",
-                   help="build folder (default build/<board>/<model name>)")
+    board_args(q)
     q.set_defaults(func=cmd_flash)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
