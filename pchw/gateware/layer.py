@@ -7,8 +7,9 @@ sends it messages, on which this unit updates ``x_l``.
 
 Lanes: ``W_l`` is split by rows over ``P_l`` lanes (lane ``p`` owns rows ``i = r P_l + p``,
 ``r = 0 .. R_l - 1``, ``R_l = ceil(n_l / P_l)``), each lane a memory of ``R_l x n_{l-1}``
-weights (address ``r n_{l-1} + j``) and a memory of ``R_l`` biases, with one multiplier for
-``W x value`` and, in learning networks, one for ``eps x phi``.
+weights (address ``r n_{l-1} + j``) and a memory of ``R_l`` biases, with a multiplier for
+``W x phi`` (row pass), one for ``W x eps`` (the message, ``l >= 2``) and one for the update
+``eps x phi``.
 
 Phases (``phase``, started by a one-cycle ``start``; ``busy`` is high while the unit works and
 for exactly the cycle counts of :mod:`pchw.latency`):
