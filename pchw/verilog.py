@@ -53,6 +53,8 @@ def manifest(network, name=None):
              "role": "reply bytes"},
             {"name": "o_stream__valid", "direction": "output", "width": 1},
             {"name": "o_stream__ready", "direction": "input", "width": 1},
+            {"name": "frame_abort", "direction": "input", "width": 1,
+             "role": "pulse to drop a partly received command (a link timeout); tie to 0"},
         ],
         "protocol_version": protocol.PROTOCOL_VERSION,
         "network_id": protocol.network_id(network).hex(),

@@ -32,6 +32,9 @@ RX_FIFO_LATENCY = 2
 HEARTBEAT_HZ = 1
 #: LED 1 stays lit this long (seconds) after the last activity, so that short commands show.
 ACTIVITY_HOLD_S = 0.05
+#: A command whose bytes stop for this long is dropped (USB-serial bridges can pause a stream
+#: for a few milliseconds; a host gives up on a reply after much longer).
+FRAME_TIMEOUT_S = 0.1
 
 
 class BoardTop(wiring.Component):
@@ -46,6 +49,9 @@ class BoardTop(wiring.Component):
         design runs on the ``sync`` domain as given (on a board, the platform's default clock).
     baud : int
         UART baud rate; ``round(clock_hz / baud)`` cycles per bit (:func:`divisor_for`).
+    frame_timeout_s : float
+        A command whose bytes stop for this long is dropped without a reply
+        (:data:`FRAME_TIMEOUT_S` by default; longer than USB-serial bridges' buffering gaps).
 
     Members
     -------
@@ -85,9 +91,10 @@ class BoardTop(wiring.Component):
     led_heartbeat: Out(1)
     led_activity: Out(1)
 
-    def __init__(self, network, *, clock_hz, baud=115200):
+    def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S):
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
+        self._frame_timeout_s = frame_timeout_s
         self.network_top = NetworkTop(network)
         self.receiver = UARTReceiver(self._divisor)
         self.transmitter = UARTTransmitter(self._divisor)
@@ -111,6 +118,13 @@ class BoardTop(wiring.Component):
         """Cycles the UART path adds to :func:`pchw.latency.command_latency`: the receiver's
         latency, :data:`RX_FIFO_LATENCY` and the transmitter's latency (2 + 2 + 1 = 5)."""
         return self.receiver.latency + RX_FIFO_LATENCY + self.transmitter.latency
+
+    @property
+    def frame_timeout_cycles(self):
+        """Cycles of silence on ``uart_rx`` (with no byte waiting) after which a partly received
+        command is dropped: a host that stopped mid-frame leaves the device ready for the next
+        command."""
+        return max(1, round(self._clock_hz * self._frame_timeout_s))
 
     @property
     def heartbeat_cycles(self):
@@ -146,6 +160,14 @@ class BoardTop(wiring.Component):
         wiring.connect(m, rx.o_stream, rx_fifo.w_stream)
         wiring.connect(m, rx_fifo.r_stream, top.i_stream)
         wiring.connect(m, top.o_stream, tx.i_stream)
+
+        # Inter-byte timeout: drop a partial command once the line has been quiet this long.
+        quiet = Signal(range(self.frame_timeout_cycles + 1))
+        with m.If(rx.busy | rx_fifo.r_stream.valid):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != self.frame_timeout_cycles):
+            m.d.sync += quiet.eq(quiet + 1)
+        m.d.comb += top.frame_abort.eq(quiet == self.frame_timeout_cycles - 1)
 
         # LED 0: heartbeat.
         beat = Signal(range(self.heartbeat_cycles))

@@ -97,6 +97,9 @@ class FrameReceiver(wiring.Component):
         Read address into the payload buffer.
     buf_data : Out(8)
         The payload byte at ``buf_addr``, valid :attr:`read_latency` cycle after the address.
+    abort : In(1)
+        Drops a partly received frame (after its sync byte, before its crc) and resumes
+        hunting, with no frame reported: a link layer's inter-byte timeout. Ignored otherwise.
 
     Timing: ``o_frame.valid`` rises :attr:`latency` cycle after the cycle in which the crc byte
     (or, for ``TOO_LONG``, the length's high byte) is accepted. After ``o_frame`` is taken,
@@ -111,6 +114,7 @@ class FrameReceiver(wiring.Component):
             "o_frame": Out(stream.Signature(FrameInfo)),
             "buf_addr": In(range(self._depth)),
             "buf_data": Out(8),
+            "abort": In(1),
         })
 
     @property
@@ -154,11 +158,15 @@ class FrameReceiver(wiring.Component):
                 with m.If(take):
                     m.d.sync += info.opcode.eq(byte)
                     m.next = "LENGTH_LOW"
+                with m.If(self.abort):
+                    m.next = "HUNT"
             with m.State("LENGTH_LOW"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take):
                     m.d.sync += info.length[:8].eq(byte)
                     m.next = "LENGTH_HIGH"
+                with m.If(self.abort):
+                    m.next = "HUNT"
             with m.State("LENGTH_HIGH"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 length = Cat(info.length[:8], byte)
@@ -171,6 +179,8 @@ class FrameReceiver(wiring.Component):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "PAYLOAD"
+                with m.If(self.abort):
+                    m.next = "HUNT"
             with m.State("PAYLOAD"):
                 m.d.comb += [
                     self.i_stream.ready.eq(1),
@@ -182,6 +192,8 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == info.length - 1):
                         m.next = "CRC"
+                with m.If(self.abort):
+                    m.next = "HUNT"
             with m.State("CRC"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take):
@@ -190,6 +202,8 @@ class FrameReceiver(wiring.Component):
                     with m.Else():
                         m.d.sync += info.check.eq(FrameCheck.BAD_CRC)
                     m.next = "DONE"
+                with m.If(self.abort):
+                    m.next = "HUNT"
             with m.State("DONE"):
                 m.d.comb += self.o_frame.valid.eq(1)
                 with m.If(self.o_frame.ready):

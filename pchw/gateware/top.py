@@ -35,11 +35,13 @@ class NetworkTop(wiring.Component):
     """A network device: commands in on ``i_stream``, replies out on ``o_stream`` (bytes).
 
     Every complete command frame gets exactly one reply frame; a malformed or unknown command
-    gets an error reply and leaves the parameters untouched.
+    gets an error reply and leaves the parameters untouched. A pulse on ``frame_abort`` drops a
+    partly received command without a reply (tie it to 0 where no link timeout is wanted).
     """
 
     i_stream: In(stream.Signature(8))
     o_stream: Out(stream.Signature(8))
+    frame_abort: In(1)      # drop a partly received command (a link's inter-byte timeout)
 
     def __init__(self, network):
         self._net = network
@@ -55,6 +57,7 @@ class NetworkTop(wiring.Component):
         m.submodules.tx = tx = FrameTransmitter()
         m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.i_stream), rx.i_stream)
+        m.d.comb += rx.abort.eq(self.frame_abort)
         wiring.connect(m, tx.o_stream, wiring.flipped(self.o_stream))
 
         vbytes0 = protocol.value_bytes(net.value_format(0))

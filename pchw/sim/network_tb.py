@@ -27,6 +27,7 @@ class TB(ClockedTB):
 
     def __init__(self, dut, *, gaps=0.0, backpressure=0.0):
         super().__init__(dut)
+        dut.frame_abort.value = 0              # no link timeout on the bare streams
         self.rng = random.Random(cocotb.RANDOM_SEED)
         self.source = StreamSource(dut, "i_stream", self.clk, reset=self.rst, gaps=gaps,
                                    rng=self.rng)

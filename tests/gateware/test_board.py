@@ -375,3 +375,17 @@ def test_platform_without_uart():
 def test_bad_baud():
     with pytest.raises(BaudRateError, match="too fast"):
         BoardTop(tiny_network(), clock_hz=1e6, baud=1_000_000)
+
+
+def test_a_host_that_stops_mid_frame_leaves_the_device_ready():
+    """After a cut-off command and a quiet line for the frame timeout, the next command gets
+    its own reply (no error reply for the dropped frame)."""
+    from pchw.host import Device, SimulationTransport
+    network = pchw.Network([3, 4, 2], ["identity", "relu"], init_seed=1, lanes=[2, 1])
+    top = BoardTop(network, clock_hz=1_000_000, baud=250_000, frame_timeout_s=0.0005)
+    transport = SimulationTransport(top, 1_000_000, top.divisor)
+    device = Device(transport, network, timeout=0.002)
+    cut = protocol.learn_command(network, np.zeros(3, dtype=int), np.zeros(2, dtype=int))[:6]
+    transport.write(cut)
+    assert transport.read(1, 0.002) == b""                  # quiet: the frame times out
+    device.identify()                                       # answered, not an error reply
