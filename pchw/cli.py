@@ -283,9 +283,9 @@ def cmd_run(args):
             _progress(f"epoch {epoch + 1}/{args.epochs}: {len(xs)} on-chip learning steps "
                       f"({rate:,.1f} samples/s), {agree}/{len(xs)} predictions equal the golden "
                       f"model's; test accuracy {acc:.2%} on {n}")
+        weights, biases = golden.float_params()
         same = all(np.array_equal(a, b) for l in range(1, network.L + 1)
-                   for a, b in zip(device.read_params(l), (golden.float_params()[0][l - 1],
-                                                            golden.float_params()[1][l - 1])))
+                   for a, b in zip(device.read_params(l), (weights[l - 1], biases[l - 1])))
         print(f"weights after on-chip learning {'equal' if same else 'DIFFER FROM'} the golden "
               "model's, bit for bit")
         if not same:

@@ -147,6 +147,10 @@ class FrameReceiver(wiring.Component):
         with m.If(take):        # every byte; the sync byte resets it (below), the crc is unused
             m.d.sync += crc.eq(crc8_next(crc, byte))
 
+        def drop_on_abort():            # in every state between the sync byte and the crc
+            with m.If(self.abort):
+                m.next = "HUNT"
+
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += self.i_stream.ready.eq(1)
@@ -158,15 +162,13 @@ class FrameReceiver(wiring.Component):
                 with m.If(take):
                     m.d.sync += info.opcode.eq(byte)
                     m.next = "LENGTH_LOW"
-                with m.If(self.abort):
-                    m.next = "HUNT"
+                drop_on_abort()
             with m.State("LENGTH_LOW"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take):
                     m.d.sync += info.length[:8].eq(byte)
                     m.next = "LENGTH_HIGH"
-                with m.If(self.abort):
-                    m.next = "HUNT"
+                drop_on_abort()
             with m.State("LENGTH_HIGH"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 length = Cat(info.length[:8], byte)
@@ -179,8 +181,7 @@ class FrameReceiver(wiring.Component):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "PAYLOAD"
-                with m.If(self.abort):
-                    m.next = "HUNT"
+                drop_on_abort()
             with m.State("PAYLOAD"):
                 m.d.comb += [
                     self.i_stream.ready.eq(1),
@@ -192,8 +193,7 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == info.length - 1):
                         m.next = "CRC"
-                with m.If(self.abort):
-                    m.next = "HUNT"
+                drop_on_abort()
             with m.State("CRC"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take):
@@ -202,8 +202,7 @@ class FrameReceiver(wiring.Component):
                     with m.Else():
                         m.d.sync += info.check.eq(FrameCheck.BAD_CRC)
                     m.next = "DONE"
-                with m.If(self.abort):
-                    m.next = "HUNT"
+                drop_on_abort()
             with m.State("DONE"):
                 m.d.comb += self.o_frame.valid.eq(1)
                 with m.If(self.o_frame.ready):

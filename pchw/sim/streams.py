@@ -43,20 +43,35 @@ def _check_probability(name: str, value: float) -> float:
     return value
 
 
-def _out_of_reset(driver) -> bool:
-    """Whether the design has been through its reset (if the driver has one) and is out of it.
+class _StreamPort:
+    """What a stream driver and a monitor share: the port's signals, its clock and reset, the
+    random generator, and whether the design has been through its reset yet."""
 
-    Before the first reset a design's outputs may be X (Icarus leaves combinational outputs
-    undefined until their inputs first change), so nothing is sampled until then.
-    """
-    if driver._reset is None:
-        return True
-    in_reset = bool(driver._reset.value)
-    driver._was_reset = driver._was_reset or in_reset
-    return driver._was_reset and not in_reset
+    def __init__(self, dut: SimHandleBase, prefix: str, clk: SimHandleBase,
+                 reset: SimHandleBase | None, rng: random.Random | None) -> None:
+        self._payload = _port(dut, prefix, "payload")
+        self._valid = _port(dut, prefix, "valid")
+        self._ready = _port(dut, prefix, "ready")
+        self._clk = clk
+        self._reset = reset
+        self._rng = rng if rng is not None else random.Random(cocotb.RANDOM_SEED)
+        self._was_reset = False
+
+    def _out_of_reset(self) -> bool:
+        """Whether the design has been through its reset (if there is one) and is out of it.
+
+        Before the first reset a design's outputs may be X (Icarus leaves combinational outputs
+        undefined until their inputs first change), so nothing is sampled until then. Call it
+        every cycle: it tracks the reset.
+        """
+        if self._reset is None:
+            return True
+        in_reset = bool(self._reset.value)
+        self._was_reset = self._was_reset or in_reset
+        return self._was_reset and not in_reset
 
 
-class StreamSource:
+class StreamSource(_StreamPort):
     """Drive a stream input port of the design from a queue of payload integers.
 
     Starts its own coroutine (``cocotb.start_soon``) when created. ``valid`` is held until the
@@ -96,21 +111,15 @@ class StreamSource:
         gaps: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
-        self._payload = _port(dut, prefix, "payload")
-        self._valid = _port(dut, prefix, "valid")
-        self._ready = _port(dut, prefix, "ready")
-        self._clk = clk
-        self._reset = reset
+        super().__init__(dut, prefix, clk, reset, rng)
         self._width = len(self._payload)
         self.gaps = _check_probability("gaps", gaps)
-        self._rng = rng if rng is not None else random.Random(cocotb.RANDOM_SEED)
         self._queue: collections.deque[int] = collections.deque()
         self._idle = Event()
         self._idle.set()
         self.sent: list[int] = []
         self.accept_cycles: list[int] = []
         self._valid.value = 0
-        self._was_reset = False
         self._task = cocotb.start_soon(self._run())
 
     def send_nowait(self, payloads: Iterable[int]) -> None:
@@ -163,11 +172,11 @@ class StreamSource:
                 self._payload.value = current
                 self._valid.value = 1
             await ReadOnly()
-            live = _out_of_reset(self)      # every cycle: it tracks the reset
+            live = self._out_of_reset()      # every cycle: it tracks the reset
             fired = current is not None and live and bool(self._ready.value)
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     """Receive from a stream output port of the design, with random back-pressure.
 
     Starts its own coroutine (``cocotb.start_soon``) when created. Each cycle ``ready`` is held
@@ -212,18 +221,12 @@ class StreamSink:
         backpressure: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
-        self._payload = _port(dut, prefix, "payload")
-        self._valid = _port(dut, prefix, "valid")
-        self._ready = _port(dut, prefix, "ready")
-        self._clk = clk
-        self._reset = reset
+        super().__init__(dut, prefix, clk, reset, rng)
         self.backpressure = _check_probability("backpressure", backpressure)
-        self._rng = rng if rng is not None else random.Random(cocotb.RANDOM_SEED)
         self._queue: Queue[int] = Queue()
         self.received: list[int] = []
         self.transfer_cycles: list[int] = []
         self._ready.value = 0
-        self._was_reset = False
         self._task = cocotb.start_soon(self._run())
 
     async def recv(self) -> int:
@@ -256,7 +259,7 @@ class StreamSink:
             ready = not self._rng.random() < self.backpressure
             self._ready.value = int(ready)
             await ReadOnly()
-            if not _out_of_reset(self):
+            if not self._out_of_reset():
                 continue
             if ready and bool(self._valid.value):
                 pending = self._payload.value.to_unsigned()
