@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pchw import Format, Formats, Network, PCSettings
 from pchw.backprop import gradients
 from pchw.golden import FixedModel, FloatModel
+from pchw.quality import AGREEMENT_STEPS, gradient_agreement, millidge_setup
 
 from .reference_pc import Reference
 
@@ -142,23 +143,6 @@ def test_backprop_equivalence_with_autograd():
         np.testing.assert_allclose(result.db[l], -2.0 ** -3 * bs[l].grad.numpy(), atol=1e-12)
 
 
-def cosine(a, b):
-    a = np.concatenate([v.ravel() for v in a])
-    b = np.concatenate([v.ravel() for v in b])
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def gradient_agreement(net, x, y, steps):
-    """cosine(standard-PC update, -dLoss/dtheta) for each T in ``steps``."""
-    grad_w, grad_b, _ = gradients(net, net.weights, net.biases, x, y)
-    neg_grad = [-g for g in grad_w + grad_b]
-    cosines = []
-    for T in steps:
-        result = FloatModel(net.with_settings(inference_steps=T)).learn(x, y)
-        cosines.append(cosine(result.dW + result.db, neg_grad))
-    return cosines
-
-
 def test_relaxation_approaches_backprop_as_T_grows(capsys):
     """Millidge et al.'s figure: cosine(PC update, -backprop gradient) against T, gamma = 2^-3.
 
@@ -167,12 +151,8 @@ def test_relaxation_approaches_backprop_as_T_grows(capsys):
     output error is ``(I + W_L D W_L^T)^-1`` times backprop's: close to, not equal to, the
     gradient however small the output error (Whittington & Bogacz 2017).
     """
-    net = Network([8, 16, 16, 4], ["identity", "relu", "relu"], init_seed=5,
-                  pc=PCSettings(inference_rate=2.0 ** -3, learning_rate=1.0))
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(1, 8))
-    y = FloatModel(net).infer(x) + 0.1 * rng.normal(size=(1, 4))
-    steps = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+    net, x, y = millidge_setup()
+    steps = AGREEMENT_STEPS
     rows = {mode: gradient_agreement(net.with_settings(mode=mode), x, y, steps)
             for mode in ("fixed_prediction", "standard")}
     with capsys.disabled():
