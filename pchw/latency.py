@@ -7,14 +7,15 @@ cycle for ``R_l * n_{l-1}`` cycles (:func:`pass_cycles`).
 
 Core (``pchw.gateware.core.PCCore``): each phase is one start cycle, then the busy cycles of the
 slowest participating unit, then one cycle in which the sequencer sees them all idle. Busy
-cycles of a unit: a row pass (feedforward, errors) or a column pass without message (weight
+cycles of a unit: a row pass (feedforward, prediction) or a column pass without message (weight
 update; layer 1 in incremental relaxation) ``pass + 1`` (one pipeline stage); a column pass with
-message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); held errors ``0``.
+message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); the error sweep
+``eps = x - mu`` ``R_l + 1`` (a row group per cycle, one stage).
 """
 
 from .protocol import Opcode, value_bytes
 
-__all__ = ["pass_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample",
+__all__ = ["pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample",
            "command_latency"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
@@ -24,6 +25,11 @@ def pass_cycles(network, l):
     """Issue cycles of one pass over ``W_l``: ``ceil(n_l / P_l) * n_{l-1}``."""
     n_out, n_in, lanes = network.layers[l], network.layers[l - 1], network.lanes[l - 1]
     return -(-n_out // lanes) * n_in
+
+
+def sweep_cycles(network, l):
+    """Issue cycles of the error sweep of layer ``l``: ``R_l = ceil(n_l / P_l)``."""
+    return -(-network.layers[l] // network.lanes[l - 1])
 
 
 def _phase(busy_cycles):
@@ -43,8 +49,10 @@ def core_learn_cycles(network):
     relax = [passes[l - 1] + 2 for l in range(2, L + 1)]
     if mode == "incremental":
         relax.append(passes[0] + 1)
-    errors = _phase([] if mode == "fixed_prediction" else [p + 1 for p in passes])
-    cycles = _phase([])                                   # errors held from the feedforward
+    sweep = _phase([sweep_cycles(network, l) + 1 for l in range(1, L + 1)])
+    predict = 0 if mode == "fixed_prediction" else _phase([p + 1 for p in passes])
+    errors = predict + sweep
+    cycles = sweep                                        # mu from the feedforward
     cycles += T * _phase(relax)
     cycles += (max(T - 1, 0) if mode == "incremental" else T) * errors
     if mode != "incremental":

@@ -110,7 +110,7 @@ class PCCore(wiring.Component):
                     with m.If(ff_layer == L):
                         m.next = "IDLE"
             with m.State("HELD_ERRORS"):
-                start(Phase.ERRORS_HELD)
+                start(Phase.ERRORS)
                 m.next = "HELD_ERRORS_WAIT"
             with m.State("HELD_ERRORS_WAIT"):
                 with m.If(~any_busy):
@@ -122,15 +122,23 @@ class PCCore(wiring.Component):
             with m.State("RELAX_WAIT"):
                 with m.If(~any_busy):
                     m.d.sync += t.eq(t + 1)
+                    # New predictions (row passes), except with the feedforward mu held.
+                    after = "ERRORS" if mode == "fixed_prediction" else "PREDICT"
                     if mode == "incremental":
                         m.d.sync += self.updates.eq(self.updates + 1)
-                        m.next = "ERRORS"
+                        m.next = after
                         with m.If(t == T - 1):
                             m.next = "IDLE"
                     else:
-                        m.next = "ERRORS"
+                        m.next = after
+            with m.State("PREDICT"):
+                start(Phase.PREDICT)
+                m.next = "PREDICT_WAIT"
+            with m.State("PREDICT_WAIT"):
+                with m.If(~any_busy):
+                    m.next = "ERRORS"
             with m.State("ERRORS"):
-                start(Phase.ERRORS_HELD if mode == "fixed_prediction" else Phase.ERRORS)
+                start(Phase.ERRORS)
                 m.next = "ERRORS_WAIT"
             with m.State("ERRORS_WAIT"):
                 with m.If(~any_busy):

@@ -1,33 +1,36 @@
 """The PC layer unit: layer ``l``'s state and, for ``l >= 1``, its weights and local learning.
 
 Unit ``l`` owns ``x_l`` (and for ``l >= 1``: ``mu_l``, ``eps_l``, ``W_l``, ``b_l``). It talks to
-its two neighbours only, over a :func:`link_signature` each: it reads ``phi_{l-1}`` from the unit
-below and sends it the message ``W_l^T eps_l``; the unit above reads this unit's ``phi_l`` and
-sends it messages, on which this unit updates ``x_l``.
+its two neighbours only, over a :func:`link_signature` each: it fetches ``phi_{l-1}`` from the
+unit below and sends it the message ``W_l^T eps_l``; the unit above fetches this unit's
+``phi_l`` and sends it messages, on which this unit updates ``x_l``.
 
-Lanes: ``W_l`` is split by rows over ``P_l`` lanes (lane ``p`` owns rows ``i = r P_l + p``,
-``r = 0 .. R_l - 1``, ``R_l = ceil(n_l / P_l)``), each lane a memory of ``R_l x n_{l-1}``
-weights (address ``r n_{l-1} + j``) and a memory of ``R_l`` biases, with a multiplier for
-``W x phi`` (row pass), one for ``W x eps`` (the message, ``l >= 2``) and one for the update
-``eps x phi``.
+Lanes and banks: ``W_l`` is split by rows over ``P_l`` lanes (lane ``p`` owns rows
+``i = r P_l + p``, ``r = 0 .. R_l - 1``, ``R_l = ceil(n_l / P_l)``), each lane a memory of
+``R_l x n_{l-1}`` weights (address ``r n_{l-1} + j``) and a memory of ``R_l`` biases, with one
+multiplier shared by the row pass (``W x phi``) and the message (``W x eps``), and one for the
+update ``eps x phi``. The state vectors are block memories banked the same way: bank ``p`` of
+``x_l``, ``mu_l`` and ``eps_l`` holds neuron ``r P_l + p`` at address ``r`` (layer 0: one bank).
+Every memory has one read and one write port, and no two users of a port are ever active in
+the same cycle (so they map onto single block RAMs).
 
 Phases (``phase``, started by a one-cycle ``start``; ``busy`` is high while the unit works and
 for exactly the cycle counts of :mod:`pchw.latency`):
 
 ``FEEDFORWARD``  row pass: ``mu_l = W_l phi_{l-1} + b_l``; ``x_l = mu_l``; the output layer also
                  keeps ``mu_L`` as the prediction ``y``.
-``ERRORS``       row pass: ``mu_l = W_l phi_{l-1} + b_l``; ``eps_l = x_l - mu_l``.
-``ERRORS_HELD``  ``eps_l = x_l - mu_l`` with ``mu_l`` kept (fixed prediction, or right after the
-                 feedforward pass, where it is what a row pass would compute); no busy cycles.
+``PREDICT``      row pass: ``mu_l = W_l phi_{l-1} + b_l``.
+``ERRORS``       sweep: ``eps_l = x_l - mu_l``, a row group per cycle (``R_l`` cycles).
 ``RELAX``        column pass: the message ``W_l^T eps_l`` to the unit below (``l >= 2``), and in
                  incremental mode the weight update; the unit below updates ``x_{l-1}``.
 ``UPDATE``       column pass: the weight and bias update.
 
 A row pass iterates ``r`` (outer) and ``j`` (inner), a column pass ``j`` (outer) and ``r``
-(inner); each issues one address per cycle for ``R_l n_{l-1}`` cycles.
+(inner); each issues one address per cycle for ``R_l n_{l-1}`` cycles, and a result one cycle
+later (stage 1).
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,31 +38,43 @@ from .fixed import ActivationUnit, DerivativeUnit, requantise, saturate
 from .mac import MacLanes
 from .srhash import noise_bits, srhash32
 
-__all__ = ["Phase", "link_signature", "PCLayer"]
+__all__ = ["Phase", "link_signature", "banks", "PCLayer"]
 
 
 class Phase(enum.Enum, shape=3):
     IDLE = 0
     FEEDFORWARD = 1
-    ERRORS = 2
-    ERRORS_HELD = 3
+    PREDICT = 2
+    ERRORS = 3
     RELAX = 4
     UPDATE = 5
 
 
-def link_signature(n, fmt):
-    """Between unit ``l`` (the upper, ``Out``) and unit ``l-1`` (``n`` neurons, values ``fmt``).
+def banks(network, l):
+    """Memory banks of layer ``l``'s state vectors: its lanes (``l >= 1``), or 1 (inputs)."""
+    return network.lanes[l - 1] if l >= 1 else 1
 
-    ``phi_addr`` -> ``phi_data``: combinational read of ``phi_{l-1}[phi_addr]``.
-    ``msg_valid``/``msg_index``/``msg_data``: one message element per cycle, sent down.
+
+def link_signature(n, fmt, bank_count):
+    """Between unit ``l`` (the upper, ``Out``) and unit ``l-1`` (``n`` neurons, values ``fmt``,
+    state in ``bank_count`` banks).
+
+    ``fetch_row``/``fetch_bank`` -> ``phi_data``: neuron ``k = fetch_row * bank_count +
+    fetch_bank`` is fetched every cycle; ``phi_data`` is ``phi_{l-1}[k]`` one cycle later.
+    ``msg_valid``/``msg_data``: the message for the neuron fetched two cycles before.
     """
+    rows = -(-n // bank_count)
     return wiring.Signature({
-        "phi_addr": Out(range(max(n, 2))),
+        "fetch_row": Out(range(max(rows, 2))),
+        "fetch_bank": Out(range(max(bank_count, 2))),
         "phi_data": In(signed(fmt.width)),
         "msg_valid": Out(1),
-        "msg_index": Out(range(max(n, 2))),
         "msg_data": Out(signed(fmt.width)),
     })
+
+
+def _bank_memories(count, rows, width):
+    return [memory.Memory(shape=signed(width), depth=max(rows, 1), init=[]) for _ in range(count)]
 
 
 class PCLayer(wiring.Component):
@@ -72,14 +87,15 @@ class PCLayer(wiring.Component):
     phase, start : In             the phase to run, and a one-cycle start pulse.
     busy : Out(1)                 high while working.
     step : In(32)                 the network's weight-update count (stochastic rounding key).
-    x_we, x_addr, x_wdata : In    write ``x_l[x_addr]`` (inputs, targets).
+    x_we, x_addr, x_wdata : In    write ``x_l[x_addr]`` (inputs, targets; only while idle).
     y_addr : In, y_data : Out     read the prediction ``y`` (output layer; combinational).
     p_group, p_col : In           parameter port (``l >= 1``, only while idle): row group
     p_lane : In                   ``r`` and column ``j`` (``j = n_{l-1}`` is the bias) of lane
     p_rdata : Out                 ``p``; read data one cycle after the address;
     p_we, p_wdata : In            write.
 
-    Attributes ``x``, ``mu``, ``eps`` (lists of signals) hold the state, for tests and traces.
+    Attributes ``x``, ``mu``, ``eps`` (per neuron, the memory rows holding it) and ``y`` (the
+    output layer's registers) give the state to tests and traces.
     """
 
     def __init__(self, network, layer):
@@ -88,6 +104,7 @@ class PCLayer(wiring.Component):
         self._L = L = network.L
         self._n = n = network.layers[l]
         self._vf = network.value_format(l)
+        self._B = B = banks(network, l)
         members = {
             "phase": In(Phase), "start": In(1), "busy": Out(1), "step": In(32),
             "x_we": In(1), "x_addr": In(range(max(n, 2))), "x_wdata": In(signed(self._vf.width)),
@@ -100,7 +117,8 @@ class PCLayer(wiring.Component):
             self._R = -(-n // P)
             self._wf = network.weight_format(l)
             self._vin = network.value_format(l - 1)
-            members["below"] = Out(link_signature(self._n_in, self._vin))
+            self._B_in = banks(network, l - 1)
+            members["below"] = Out(link_signature(self._n_in, self._vin, self._B_in))
             members.update({
                 "p_lane": In(range(max(P, 2))), "p_group": In(range(max(self._R, 2))),
                 "p_col": In(range(self._n_in + 1)),
@@ -108,13 +126,17 @@ class PCLayer(wiring.Component):
                 "p_wdata": In(signed(self._wf.width)),
             })
         if l < L:
-            members["above"] = In(link_signature(n, self._vf))
+            members["above"] = In(link_signature(n, self._vf, B))
         super().__init__(members)
         w = self._vf.width
-        self.x = [Signal(signed(w), name=f"x{k}") for k in range(n)]
+        rows = -(-n // B)
+        self.x_banks = _bank_memories(B, rows, w)
+        self.x = [self.x_banks[k % B].data[k // B] for k in range(n)]
         if l >= 1:
-            self.mu = [Signal(signed(w), name=f"mu{k}") for k in range(n)]
-            self.eps = [Signal(signed(w), name=f"eps{k}") for k in range(n)]
+            self.mu_banks = _bank_memories(B, rows, w)
+            self.eps_banks = _bank_memories(B, rows, w)
+            self.mu = [self.mu_banks[k % B].data[k // B] for k in range(n)]
+            self.eps = [self.eps_banks[k % B].data[k // B] for k in range(n)]
             self.y = [Signal(signed(w), name=f"y{k}") for k in range(n)] if l == L else None
             self.weight_memories, self.bias_memories = self._memories()
 
@@ -136,76 +158,159 @@ class PCLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        l, L = self._l, self._L
-        mode = self._net.pc.mode
-        if l < L:
-            self._serve_above(m, mode)
+        l, L, B = self._l, self._L, self._B
+        ports = {"x": []}
+        for p, mem in enumerate(self.x_banks):
+            m.submodules[f"x_bank{p}"] = mem
+            ports["x"].append((mem.read_port(), mem.write_port()))
+        if l >= 1:
+            for name in ("mu", "eps"):
+                ports[name] = []
+                for p, mem in enumerate(getattr(self, f"{name}_banks")):
+                    m.submodules[f"{name}_bank{p}"] = mem
+                    ports[name].append((mem.read_port(), mem.write_port()))
         if l == L:
             m.d.comb += self.y_data.eq(Array(self.y)[self.y_addr])
-        x_write = self.x_we
         if l >= 1:
-            self._passes(m, mode, x_write)
+            sweeping, sweep_r = self._passes(m, ports)
         else:
-            with m.If(self.x_we):
-                m.d.sync += Array(self.x)[self.x_addr].eq(self.x_wdata)
+            sweeping, sweep_r = Const(0), Const(0)
+        if l < L:
+            self._serve_above(m, ports, sweeping, sweep_r)
+        self._host_writes(m, ports)
         return m
 
-    def _serve_above(self, m, mode):
-        """``phi_l`` to the unit above, and the value update on its messages."""
-        l, vf = self._l, self._vf
-        act = self._net.activations[l]
-        held = mode == "fixed_prediction" and l >= 1       # f and f' of the feedforward value
-        x_for_f = Array(self.mu if held else self.x)
-        m.submodules.f = f = ActivationUnit(act, vf)
-        m.d.comb += [f.x.eq(x_for_f[self.above.phi_addr]), self.above.phi_data.eq(f.phi)]
-        if l == 0:
+    def _host_writes(self, m, ports):
+        """``x_l[x_addr] = x_wdata`` (inputs at layer 0, targets at layer L); only while idle,
+        so it shares the write port of bank ``x_addr mod B`` without contention."""
+        l, L, B, n = self._l, self._L, self._B, self._n
+        if l not in (0, L):
             return
-        k = self.above.msg_index
-        m.submodules.df = df = DerivativeUnit(act, vf)
-        delta = Signal(signed(vf.width))
-        m.d.comb += [df.x.eq(x_for_f[k]), df.message.eq(self.above.msg_data),
-                     delta.eq(requantise(df.gated - Array(self.eps)[k],
-                                         self._net.pc.gamma_shift, vf))]
-        with m.If(self.above.msg_valid):
-            m.d.sync += Array(self.x)[k].eq(saturate(Array(self.x)[k] + delta, vf))
+        bank = Array(Const(k % B, range(max(B, 2))) for k in range(n))[self.x_addr]
+        row = Array(Const(k // B, range(max(-(-n // B), 2))) for k in range(n))[self.x_addr]
+        for p, (_, wr) in enumerate(ports["x"]):
+            with m.If(self.x_we & (bank == p)):
+                m.d.comb += [wr.addr.eq(row), wr.data.eq(self.x_wdata), wr.en.eq(1)]
 
-    def _passes(self, m, mode, x_write):
+    def _serve_above(self, m, ports, sweeping, sweep_r):
+        """``phi_l`` to the unit above (one cycle after its fetch), and the value update on its
+        messages (two cycles after the fetch of the same neuron)."""
+        l, B, vf = self._l, self._B, self._vf
+        act = self._net.activations[l]
+        held = self._net.pc.mode == "fixed_prediction" and l >= 1   # f, f' of the feedforward mu
+        above = self.above
+        read_addr = Mux(sweeping, sweep_r, above.fetch_row)
+        for name in ("x", "mu") if l >= 1 else ("x",):
+            for rd, _ in ports[name]:
+                m.d.comb += rd.addr.eq(read_addr)
+        bank_q1 = Signal.like(above.fetch_bank)
+        row_q1 = Signal.like(above.fetch_row)
+        m.d.sync += [bank_q1.eq(above.fetch_bank), row_q1.eq(above.fetch_row)]
+
+        def fetched(name):
+            data = [rd.data for rd, _ in ports[name]]
+            return data[0] if B == 1 else Array(data)[bank_q1]
+
+        x_f = fetched("x")
+        m.submodules.f = f = ActivationUnit(act, vf)
+        if l == 0:
+            m.d.comb += [f.x.eq(x_f), above.phi_data.eq(f.phi)]
+            return
+        mu_f = fetched("mu")
+        m.d.comb += [f.x.eq(mu_f if held else x_f), above.phi_data.eq(f.phi)]
+
+        # The message for the neuron fetched two cycles ago: x += gamma (f'(.) msg - eps).
+        x_q, mu_q = Signal(signed(vf.width)), Signal(signed(vf.width))
+        bank_q2, row_q2 = Signal.like(bank_q1), Signal.like(row_q1)
+        m.d.sync += [x_q.eq(x_f), mu_q.eq(mu_f), bank_q2.eq(bank_q1), row_q2.eq(row_q1)]
+        m.submodules.df = df = DerivativeUnit(act, vf)
+        eps_k = Signal(signed(vf.width))
+        delta = Signal(signed(vf.width))
+        m.d.comb += [eps_k.eq(saturate(x_q - mu_q, vf)),   # = eps_l[k]: x_l[k] not yet updated
+                     df.x.eq(mu_q if held else x_q), df.message.eq(above.msg_data),
+                     delta.eq(requantise(df.gated - eps_k, self._net.pc.gamma_shift, vf))]
+        for p, (_, wr) in enumerate(ports["x"]):
+            with m.If(above.msg_valid & (bank_q2 == p)):
+                m.d.comb += [wr.addr.eq(row_q2), wr.data.eq(saturate(x_q + delta, vf)),
+                             wr.en.eq(1)]
+
+    def _passes(self, m, ports):
+        """Row passes, column passes, the error sweep and the weight update of unit ``l >= 1``.
+
+        Returns ``(sweeping, r)``: the error sweep's issue stage reads the state banks at row
+        group ``r`` (the fetch port of the unit above is idle then)."""
         l, L, P, R, n, n_in = self._l, self._L, self._P, self._R, self._n, self._n_in
         vf, vin, wf = self._vf, self._vin, self._wf
         pc = self._net.pc
+        mode = pc.mode
 
-        # Issue stage: phase latch and the (r, j) counters.
+        # Issue stage: phase latch, the (r, j) counters, the weight address, and j as the
+        # (row, bank) of the unit below.
         run = Signal(Phase)
         active = Signal()
+        column = Signal()            # column order (RELAX/UPDATE) vs row order
+        sweep = Signal()             # ERRORS: r only
         r = Signal(range(max(R, 2)))
         j = Signal(range(max(n_in, 2)))
-        column = Signal()            # column order (RELAX/UPDATE) vs row order
+        addr = Signal(range(max(R * n_in, 2)))
+        B_in = self._B_in
+        j_row = Signal.like(self.below.fetch_row)
+        j_bank = Signal.like(self.below.fetch_bank)
+        m.d.comb += [self.below.fetch_row.eq(j_row), self.below.fetch_bank.eq(j_bank)]
+
+        def j_restart():
+            return [j.eq(0), j_row.eq(0), j_bank.eq(0)]
+
+        def j_next():
+            if B_in == 1:
+                return [j.eq(j + 1), j_row.eq(j_row + 1)]
+            wrap = j_bank == B_in - 1
+            return [j.eq(j + 1), j_bank.eq(Mux(wrap, 0, j_bank + 1)),
+                    j_row.eq(Mux(wrap, j_row + 1, j_row))]
+
         with m.If(self.start):
-            m.d.sync += [run.eq(self.phase), r.eq(0), j.eq(0)]
+            m.d.sync += [run.eq(self.phase), r.eq(0), addr.eq(0), *j_restart()]
             with m.Switch(self.phase):
-                with m.Case(Phase.FEEDFORWARD, Phase.ERRORS):
-                    m.d.sync += [active.eq(1), column.eq(0)]
+                with m.Case(Phase.FEEDFORWARD, Phase.PREDICT):
+                    m.d.sync += [active.eq(1), column.eq(0), sweep.eq(0)]
+                with m.Case(Phase.ERRORS):
+                    m.d.sync += [active.eq(1), column.eq(0), sweep.eq(1)]
                 with m.Case(Phase.UPDATE):
-                    m.d.sync += [active.eq(1), column.eq(1)]
+                    m.d.sync += [active.eq(1), column.eq(1), sweep.eq(0)]
                 with m.Case(Phase.RELAX):
                     # Layer 1 sends no message; it only works in incremental mode (update).
-                    m.d.sync += [active.eq(l >= 2 or mode == "incremental"), column.eq(1)]
+                    m.d.sync += [active.eq(l >= 2 or mode == "incremental"), column.eq(1),
+                                 sweep.eq(0)]
         last_r, last_j = r == R - 1, j == n_in - 1
         with m.If(active):
-            with m.If(column):
-                m.d.sync += r.eq(Mux(last_r, 0, r + 1))
+            with m.If(sweep):
+                m.d.sync += r.eq(r + 1)
                 with m.If(last_r):
-                    m.d.sync += j.eq(j + 1)
+                    m.d.sync += active.eq(0)
+            with m.Elif(column):
+                m.d.sync += [r.eq(Mux(last_r, 0, r + 1)),
+                             addr.eq(Mux(last_r, j + 1, addr + n_in))]
+                with m.If(last_r):
+                    m.d.sync += j_next()
+                with m.If(last_r & last_j):
+                    m.d.sync += active.eq(0)
             with m.Else():
-                m.d.sync += j.eq(Mux(last_j, 0, j + 1))
+                m.d.sync += addr.eq(addr + 1)
                 with m.If(last_j):
-                    m.d.sync += r.eq(r + 1)
-            with m.If(last_r & last_j):
-                m.d.sync += active.eq(0)
+                    m.d.sync += [r.eq(r + 1), *j_restart()]
+                with m.Else():
+                    m.d.sync += j_next()
+                with m.If(last_r & last_j):
+                    m.d.sync += active.eq(0)
+        sweeping = active & sweep
+        for rd, _ in ports["eps"]:
+            m.d.comb += rd.addr.eq(r)
+        if l == L:           # no unit above fetches: the sweep owns the x and mu read ports
+            for name in ("x", "mu"):
+                for rd, _ in ports[name]:
+                    m.d.comb += rd.addr.eq(r)
 
-        # Memory ports: pass reads, update writes, and the parameter port when idle.
-        addr = Signal(range(max(R * n_in, 2)))
-        m.d.comb += addr.eq(r * n_in + j)
+        # Weight and bias memories: pass reads, update writes, the parameter port when idle.
         p_addr = Signal.like(addr)
         m.d.comb += p_addr.eq(self.p_group * n_in + self.p_col)
         w_rd, w_wr, b_rd, b_wr = [], [], [], []
@@ -217,76 +322,69 @@ class PCLayer(wiring.Component):
             m.d.comb += [rd.addr.eq(Mux(active, addr, p_addr)),
                          brd.addr.eq(Mux(active, r, self.p_group))]
             w_rd.append(rd), w_wr.append(wr), b_rd.append(brd), b_wr.append(bwr)
-        # Parameter port read data (one cycle after p_re).
         p_sel = Signal.like(self.p_lane)
         p_bias = Signal()
         m.d.sync += [p_sel.eq(self.p_lane), p_bias.eq(self.p_col == n_in)]
         m.d.comb += self.p_rdata.eq(Mux(p_bias, Array(p.data for p in b_rd)[p_sel],
                                         Array(p.data for p in w_rd)[p_sel]))
 
-        # Stage 1 registers.
+        # Stage 1: the memories' read data (W, b, eps, and phi_{l-1} from below) are valid.
         s1 = Signal()
         s1_r = Signal.like(r)
         s1_j = Signal.like(j)
         s1_addr = Signal.like(addr)
-        s1_phi = Signal(signed(vin.width))
-        s1_eps = [Signal(signed(vf.width), name=f"s1_eps{p}") for p in range(P)]
         m.d.sync += [s1.eq(active), s1_r.eq(r), s1_j.eq(j), s1_addr.eq(addr)]
-        m.d.comb += self.below.phi_addr.eq(j)
-        m.d.sync += s1_phi.eq(self.below.phi_data)
-        eps_arr = Array(self.eps)
-        for p in range(P):
-            row = Signal(range(R * P + 1), name=f"row{p}")
-            m.d.comb += row.eq(r * P + p)
-            m.d.sync += s1_eps[p].eq(Mux(row < n, eps_arr[Mux(row < n, row, 0)], 0))
+        phi = self.below.phi_data
+        eps = [rd.data for rd, _ in ports["eps"]]
+        valid = [s1_r < (n - p + P - 1) // P for p in range(P)]      # row s1_r * P + p < n
         busy = active | s1
+        row_pass = s1 & ~column & ~sweep
         col_pass = s1 & column
-        sends = col_pass & (run == Phase.RELAX) if l >= 2 else 0
+        sends = col_pass & (run == Phase.RELAX) if l >= 2 else Const(0)
 
         # The lanes: W phi + b per lane (row pass), W^T eps over the lanes (column pass).
         m.submodules.mac = mac = MacLanes(
             P, signed(wf.width), signed(vin.width), signed(vf.width),
             signed(wf.width + vin.frac), terms=max(n_in, R * P))
-        row_pass = s1 & ~column
-        m.d.comb += [mac.v.eq(s1_phi), mac.first.eq(Mux(column, s1_r == 0, s1_j == 0)),
+        m.d.comb += [mac.v.eq(phi), mac.column.eq(column),
+                     mac.first.eq(Mux(column, s1_r == 0, s1_j == 0)),
                      mac.row_en.eq(row_pass), mac.col_en.eq(sends)]
         for p in range(P):
-            m.d.comb += [mac.w[p].eq(w_rd[p].data), mac.e[p].eq(s1_eps[p]),
+            m.d.comb += [mac.w[p].eq(w_rd[p].data), mac.e[p].eq(eps[p]),
                          mac.init[p].eq(b_rd[p].data << vin.frac)]
 
-        # Row pass: at the end of a row write mu (and x, y or eps).
+        # Row pass: at the end of a row, mu (and in the feedforward pass x and y).
         mu_shift = wf.frac + vin.frac - vf.frac
+        row_end = row_pass & (s1_j == n_in - 1)
         for p in range(P):
             mu_val = Signal(signed(vf.width), name=f"mu_val{p}")
             m.d.comb += mu_val.eq(requantise(mac.row_sum[p], mu_shift, vf))
-            for k in range(p, n, P):
-                with m.If(row_pass & (s1_j == n_in - 1) & (s1_r == k // P)):
-                    m.d.sync += self.mu[k].eq(mu_val)
-                    with m.If(run == Phase.FEEDFORWARD):
-                        m.d.sync += self.x[k].eq(mu_val)
-                        if l == L:
-                            m.d.sync += self.y[k].eq(mu_val)
-                    with m.Else():
-                        m.d.sync += self.eps[k].eq(saturate(self.x[k] - mu_val, vf))
+            _, mu_wr = ports["mu"][p]
+            _, x_wr = ports["x"][p]
+            with m.If(row_end & valid[p]):
+                m.d.comb += [mu_wr.addr.eq(s1_r), mu_wr.data.eq(mu_val), mu_wr.en.eq(1)]
+                with m.If(run == Phase.FEEDFORWARD):
+                    m.d.comb += [x_wr.addr.eq(s1_r), x_wr.data.eq(mu_val), x_wr.en.eq(1)]
+            if l == L:
+                for k in range(p, n, P):
+                    with m.If(row_end & (run == Phase.FEEDFORWARD) & (s1_r == k // P)):
+                        m.d.sync += self.y[k].eq(mu_val)
 
-        # ERRORS_HELD: every eps at once from the held mu.
-        with m.If(self.start & (self.phase == Phase.ERRORS_HELD)):
-            m.d.sync += [self.eps[k].eq(saturate(self.x[k] - self.mu[k], vf)) for k in range(n)]
-
-        # Host writes of x (inputs/targets); lowest priority (only used while idle).
-        with m.If(x_write):
-            m.d.sync += Array(self.x)[self.x_addr].eq(self.x_wdata)
+        # Error sweep: eps = x - mu, row group s1_r of every bank.
+        for p in range(P):
+            (x_rd, _), (mu_rd, _), (_, eps_wr) = ports["x"][p], ports["mu"][p], ports["eps"][p]
+            with m.If(s1 & sweep & valid[p]):
+                m.d.comb += [eps_wr.addr.eq(s1_r), eps_wr.en.eq(1),
+                             eps_wr.data.eq(saturate(x_rd.data - mu_rd.data, vf))]
 
         # Column pass: the message W^T eps down (l >= 2), then the weight update.
         if l >= 2:
             msg_shift = vf.frac + wf.frac - vin.frac
             msg_valid = Signal()
-            msg_index = Signal.like(self.below.msg_index)
             msg_data = Signal.like(self.below.msg_data)
-            m.d.sync += [msg_valid.eq(sends & (s1_r == R - 1)), msg_index.eq(s1_j),
+            m.d.sync += [msg_valid.eq(sends & (s1_r == R - 1)),
                          msg_data.eq(requantise(mac.col_sum, msg_shift, vin))]
-            m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_index.eq(msg_index),
-                         self.below.msg_data.eq(msg_data)]
+            m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_data.eq(msg_data)]
             busy = busy | msg_valid
         m.d.comb += self.busy.eq(busy)
 
@@ -309,11 +407,11 @@ class PCLayer(wiring.Component):
             new_b = Signal(signed(wf.width), name=f"new_b{p}")
             dw = Signal(signed(wf.width), name=f"dw{p}")
             db = Signal(signed(wf.width), name=f"db{p}")
-            m.d.comb += [dw.eq(requantise(s1_eps[p] * s1_phi, shift_w, wf, noise_w)),
-                         db.eq(requantise(s1_eps[p], shift_b, wf, noise_b)),
+            m.d.comb += [dw.eq(requantise(eps[p] * phi, shift_w, wf, noise_w)),
+                         db.eq(requantise(eps[p], shift_b, wf, noise_b)),
                          new_w.eq(saturate(w_rd[p].data + dw, wf)),
                          new_b.eq(saturate(b_rd[p].data + db, wf))]
-            live = updates & (row < n)
+            live = updates & valid[p]
             m.d.comb += [
                 w_wr[p].addr.eq(Mux(s1, s1_addr, p_addr)),
                 w_wr[p].data.eq(Mux(s1, new_w, self.p_wdata)),
@@ -324,3 +422,4 @@ class PCLayer(wiring.Component):
                 b_wr[p].en.eq(Mux(s1, live & (s1_j == 0), self.p_we & (self.p_lane == p) &
                                   (self.p_col == n_in))),
             ]
+        return sweeping, r

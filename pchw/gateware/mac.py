@@ -14,6 +14,7 @@ class MacLanes(wiring.Component):
     ``v`` broadcast to all lanes (``W phi + b``, a row per lane). A *column pass* sums over the
     lanes into one accumulator: ``acc <- (0 if first else acc) + sum_p w_p * e_p``
     (``W^T eps``). The sums are exact: the accumulators are wide enough for ``terms`` products.
+    Both passes share one multiplier per lane: ``column`` selects its operand (``e_p`` or ``v``).
 
     Timing: ``row_sum`` and ``col_sum`` are combinational (0 cycles) from the operands; the
     accumulators take them at the clock edge when ``row_en`` / ``col_en`` is high.
@@ -37,7 +38,7 @@ class MacLanes(wiring.Component):
             "v": In(value_shape),
             "e": In(data.ArrayLayout(lane_value_shape, lanes)),
             "init": In(data.ArrayLayout(init_shape, lanes)),
-            "first": In(1), "row_en": In(1), "col_en": In(1),
+            "column": In(1), "first": In(1), "row_en": In(1), "col_en": In(1),
             "row_sum": Out(data.ArrayLayout(signed(row_width), lanes)),
             "col_sum": Out(signed(col_width)),
         })
@@ -45,15 +46,18 @@ class MacLanes(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P = self._lanes
+        products = []
         for p in range(P):
+            product = Signal(signed(len(self.w[p]) + max(len(self.v), len(self.e[p]))),
+                             name=f"product{p}")
+            m.d.comb += product.eq(self.w[p] * Mux(self.column, self.e[p], self.v))
+            products.append(product)
             acc = Signal.like(self.row_sum[p], name=f"acc{p}")
-            m.d.comb += self.row_sum[p].eq(Mux(self.first, self.init[p], acc)
-                                           + self.w[p] * self.v)
+            m.d.comb += self.row_sum[p].eq(Mux(self.first, self.init[p], acc) + product)
             with m.If(self.row_en):
                 m.d.sync += acc.eq(self.row_sum[p])
         col_acc = Signal.like(self.col_sum)
-        products = sum(self.w[p] * self.e[p] for p in range(P))
-        m.d.comb += self.col_sum.eq(Mux(self.first, 0, col_acc) + products)
+        m.d.comb += self.col_sum.eq(Mux(self.first, 0, col_acc) + sum(products))
         with m.If(self.col_en):
             m.d.sync += col_acc.eq(self.col_sum)
         return m

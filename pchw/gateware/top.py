@@ -72,6 +72,7 @@ class NetworkTop(wiring.Component):
         lanes = table([1] + list(net.lanes))
         wbytes = table([1] + [protocol.value_bytes(net.weight_format(l))
                               for l in range(1, L + 1)], 4)
+        param_count = table([0] + [n[l] * (n[l - 1] + 1) for l in range(1, L + 1)], 17)
         param_len = table([0] + [protocol.payload_length(net, Opcode.WRITE_PARAMS, l)
                                  for l in range(1, L + 1)], 17)
 
@@ -84,22 +85,23 @@ class NetworkTop(wiring.Component):
         count = Signal(16)              # values left
         index = Signal(16)              # value index (x_0 / x_L / y)
         p_lane, p_group, p_col = Signal(8), Signal(16), Signal(17)
+        p_row = Signal(16)              # p_group * lanes + p_lane, counted (no multiplier)
         in_bias = Signal()
         m.d.comb += [core.x_addr.eq(index), core.y_addr.eq(index), core.p_layer.eq(layer),
                      core.p_lane.eq(p_lane), core.p_group.eq(p_group), core.p_col.eq(p_col)]
 
         def walk_start(values):
             return [count.eq(values), index.eq(0), p_lane.eq(0), p_group.eq(0), in_bias.eq(0),
-                    p_col.eq(0)]
+                    p_col.eq(0), p_row.eq(0)]
 
         def walk_next():
             """Advance to the next value: x/y by index; parameters W row-major, then b."""
             last_col = p_col == n_in[layer] - 1
             last_lane = p_lane == lanes[layer] - 1
-            last_row = (p_group * lanes[layer] + p_lane) == n_out[layer] - 1
+            last_row = p_row == n_out[layer] - 1
             stmts = [count.eq(count - 1), index.eq(index + 1)]
             next_row = [p_lane.eq(Mux(last_lane, 0, p_lane + 1)),
-                        p_group.eq(Mux(last_lane, p_group + 1, p_group))]
+                        p_group.eq(Mux(last_lane, p_group + 1, p_group)), p_row.eq(p_row + 1)]
             return stmts, last_col, last_row, next_row
 
         def advance(m):
@@ -112,7 +114,7 @@ class NetworkTop(wiring.Component):
                 m.d.sync += next_row
                 with m.If(last_row):
                     m.d.sync += [in_bias.eq(1), p_col.eq(n_in[layer]), p_lane.eq(0),
-                                 p_group.eq(0)]
+                                 p_group.eq(0), p_row.eq(0)]
             with m.Else():
                 m.d.sync += p_col.eq(p_col + 1)
 
@@ -181,7 +183,7 @@ class NetworkTop(wiring.Component):
                         l_ = rx.buf_data
                         m.d.sync += [status.eq(Status.OK),
                                      reply_len.eq(param_len[l_] - 1), source.eq(_Source.PARAMS),
-                                     *walk_start(n_out[l_] * (n_in[l_] + 1))]
+                                     *walk_start(param_count[l_])]
                         m.next = "HEADER"
                 with m.Elif(info.opcode == Opcode.WRITE_PARAMS):
                     with m.If(info.length == 0):
@@ -194,7 +196,7 @@ class NetworkTop(wiring.Component):
                         l_ = rx.buf_data
                         m.d.sync += [dest.eq(_Dest.PARAMS), nbytes.eq(wbytes[l_]), k.eq(0),
                                      word.eq(0), fetching.eq(0), ptr.eq(1),
-                                     *walk_start(n_out[l_] * (n_in[l_] + 1))]
+                                     *walk_start(param_count[l_])]
                         m.next = "LOAD"
                 with m.Else():
                     fail(Status.ERR_OPCODE)

@@ -32,6 +32,7 @@ def test_row_and_column_passes_are_exact():
         ctx.set(dut.row_en, 0)
         # Column pass: sum over lanes and cycles of W[p, j] E[p, j].
         ctx.set(dut.col_en, 1)
+        ctx.set(dut.column, 1)
         for j in range(n):
             ctx.set(dut.first, j == 0)
             for p in range(P):
