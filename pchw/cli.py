@@ -333,6 +333,27 @@ def cmd_flash(args):
     print(f"programmed {args.board}")
 
 
+def cmd_sweep(args):
+    from . import sweep
+    network = load(args.model)
+    grid = sweep.load_grid(args.grid, network)
+    if args.no_build:
+        grid = grid.without_builds()
+    if args.scheduler and args.workers is not None:
+        raise PchwError("--workers sizes the embedded LocalCluster; with --scheduler the "
+                        "cluster has the workers it has")
+    if args.workers is not None and args.workers < 1:
+        raise PchwError("--workers must be at least 1")
+    output = Path(args.output or Path("build") / "sweep" / (network.name or "model"))
+    start = time.perf_counter()
+    result = sweep.run_sweep(network, grid, output, scheduler=args.scheduler,
+                             workers=args.workers, progress=_progress)
+    print(f"{len(result.rows)} point(s), {result.failed} failed; computed {result.computed} "
+          f"task(s), {result.cached} from the cache; {time.perf_counter() - start:.0f} s")
+    print(result.files["pareto"].read_text().split("\n## Points that failed")[0].rstrip())
+    print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog="pchw", description="Compile a neural network into FPGA hardware that runs "
@@ -490,6 +511,28 @@ def _parser():
                        "another binary.")
     board_args(q)
     q.set_defaults(func=cmd_flash)
+
+    q = sub.add_parser("sweep", help="train and build a grid of design points (dask)",
+                       description="Sweep formats, rounding, PC mode and T, learning rate, "
+                       "lanes and boards (a grid file, docs/sweep.md): every point is trained "
+                       "in the fixed-point golden model (test accuracy), checked against the "
+                       "board and built (LUT, DSP, BRAM, Fmax), with samples/s from the latency "
+                       "formula. Runs on dask.distributed: a LocalCluster on this machine, or "
+                       "the cluster of --scheduler. Results are cached in the output folder, so "
+                       "a re-run computes only new points and an interrupted sweep resumes. "
+                       "Writes results.csv/json, pareto.md/png and best/<board>/ model folders.")
+    model_arg(q)
+    q.add_argument("--grid", required=True, metavar="SWEEP.toml", help="the grid file")
+    q.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a dask scheduler, e.g. tcp://HOST:8786 (default: a LocalCluster)")
+    q.add_argument("--workers", type=int, metavar="N",
+                   help="LocalCluster worker processes (default: one per core)")
+    q.add_argument("--no-build", action="store_true",
+                   help="no synthesis: resources from the pre-synthesis estimate, samples/s at "
+                   "the board clock")
+    q.add_argument("-o", "--output", metavar="DIR",
+                   help="output folder (default build/sweep/<model name>)")
+    q.set_defaults(func=cmd_sweep)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "
