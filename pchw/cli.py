@@ -354,6 +354,13 @@ def cmd_sweep(args):
     print(f"wrote {', '.join(str(p) for p in result.files.values())}")
 
 
+def cmd_report(args):
+    from .report import write_report
+    index = write_report(args.model, args.board, args.output, args.report_epochs,
+                         progress=_progress)
+    print(f"wrote {index} (figures and report.json beside it)")
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog="pchw", description="Compile a neural network into FPGA hardware that runs "
@@ -533,6 +540,24 @@ def _parser():
     q.add_argument("-o", "--output", metavar="DIR",
                    help="output folder (default build/sweep/<model name>)")
     q.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("report", help="write an HTML report: formats, resources, learning",
+                       description="Write a self-contained HTML page about MODEL: the network "
+                       "and its formats, the resources and timing of its builds (from the "
+                       "report.json of `pchw build` in build/<board>/<model>/), learning curves "
+                       "of fixed-point PC against float PC and backprop from a fresh "
+                       "initialisation, the agreement of PC's updates with backprop's gradient "
+                       "against the relaxation steps, and the saturation counts per layer. "
+                       "Needs matplotlib (pip install 'pchw[report]').")
+    model_arg(q)
+    q.add_argument("--board", metavar="NAME", help=f"only this board's build ({', '.join(BOARDS)}"
+                   "; default every board with a build report)")
+    q.add_argument("-o", "--output", metavar="DIR",
+                   help="output folder (default build/report/<model name>)")
+    q.add_argument("--epochs", type=int, metavar="N", dest="report_epochs",
+                   help="epochs of the learning curves "
+                   "(default: about 20,000 learning samples, at most 400 epochs)")
+    q.set_defaults(func=cmd_report)
 
     q = sub.add_parser("golden", help="run the golden model on inputs from .npy files",
                        description="Run the golden model: inference, or with --learn one PC "

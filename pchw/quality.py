@@ -68,14 +68,15 @@ class Curves:
     fixed_model: object = None
 
 
-def learning_curves(network, data, epochs, seed=0, float_modes=None, fixed=True,
+def learning_curves(network, data, epochs, seed=0, float_settings=None, fixed=True,
                     backprop=True, progress=None):
     """Train from ``network``'s parameters with online (batch-1) learning, all runs in the same
-    sample order and learning rate; returns :class:`Curves`.
+    sample order; returns :class:`Curves`.
 
-    Runs: float64 backprop; float64 PC in each of ``float_modes`` (default: the network's mode;
-    other modes keep its ``T``, gamma and eta); and, if ``fixed``, fixed-point PC in the
-    network's mode (bit for bit what the chip learns). Labels: ``"backprop float64"``,
+    Runs: float64 backprop (at the network's eta); float64 PC for each entry ``mode: changes``
+    of ``float_settings`` (``changes`` a dict for :meth:`Network.with_settings`; default: the
+    network's own mode and settings); and, if ``fixed``, fixed-point PC with the network's
+    settings (bit for bit what the chip learns). Labels: ``"backprop float64"``,
     ``"PC <mode> float64"``, ``"PC <mode> fixed point"``. ``progress(label)`` is called before
     each run.
     """
@@ -85,11 +86,11 @@ def learning_curves(network, data, epochs, seed=0, float_modes=None, fixed=True,
         say("backprop float64")
         curves.histories["backprop float64"] = train_backprop(network, data, epochs,
                                                               seed=seed)[1]
-    for mode in float_modes or [network.pc.mode]:
+    for mode, changes in (float_settings or {network.pc.mode: {}}).items():
         label = f"PC {mode} float64"
         say(label)
-        curves.histories[label] = train_pc(network.with_settings(mode=mode), data, epochs,
-                                           fixed=False, seed=seed)[1]
+        curves.histories[label] = train_pc(network.with_settings(**{"mode": mode, **changes}),
+                                           data, epochs, fixed=False, seed=seed)[1]
     if fixed:
         label = f"PC {network.pc.mode} fixed point"
         say(label)
