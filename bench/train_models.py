@@ -43,8 +43,10 @@ MODELS = {
 }
 
 
-def initial_network(name):
-    spec = MODELS[name]
+def initial_network(name, spec=None):
+    """The untrained network of ``name`` (``spec`` default ``MODELS[name]``): the seed-0
+    initialisation every training run starts from."""
+    spec = spec or MODELS[name]
     return Network(spec["layers"], spec["activations"], pc=spec["pc"], formats=spec["formats"],
                    lanes=spec["lanes"], name=name, dataset=name, init_seed=INIT_SEED)
 
@@ -80,8 +82,13 @@ def width_formats(width):
 
 
 def sweep_point(args):
-    """One point of the digits width sweep; ``width`` 0 is float64 PC (the reference)."""
-    width, rounding, mode = args
+    """One point of the digits width sweep; ``width`` 0 is float64 PC (the reference).
+
+    ``args``: ``(width, rounding, mode)``, optionally followed by the number of epochs (default
+    the digits model's).
+    """
+    width, rounding, mode, *rest = args
+    epochs = rest[0] if rest else MODELS["digits"]["epochs"]
     network = initial_network("digits")
     settings = dict(mode=mode, weight_rounding=rounding)
     if mode == "standard":
@@ -90,14 +97,32 @@ def sweep_point(args):
     if width:
         network = network.with_formats(width_formats(width))
     data = load_dataset("digits")
-    model, history = train_pc(network, data, MODELS["digits"]["epochs"], fixed=bool(width),
-                              seed=ORDER_SEED)
+    model, history = train_pc(network, data, epochs, fixed=bool(width), seed=ORDER_SEED)
     sats = model.saturations
     print(f"  width {width:2d} {rounding:10s} {mode:16s} {history[-1]:.2%}  "
           f"saturations {sats.saturated()}  updates rounded to zero {sats.underflows()}",
           flush=True)
-    return {"width": width, "rounding": rounding, "mode": mode, "accuracy": history[-1],
+    return {"width": width, "rounding": rounding, "mode": mode, "epochs": epochs,
+            "accuracy": history[-1],
             "saturated": sats.saturated(), "underflows": sats.underflows()}
+
+
+def width_table(sweep):
+    """The accuracy-versus-width table (markdown lines) of the points of :func:`sweep_point`,
+    one column per mode and rounding; a ``*`` marks a run in which something saturated."""
+    modes = [m for m in ("fixed_prediction", "standard") if any(p["mode"] == m for p in sweep)]
+    lines = ["| width | " + " | ".join(f"{m}, {r}" for m in modes
+                                       for r in ("nearest", "stochastic")) + " |",
+             "|---" * (1 + 2 * len(modes)) + "|"]
+    by_key = {(p["width"], p["mode"], p["rounding"]): p for p in sweep}
+    for width in sorted({p["width"] for p in sweep if p["width"]}) + [0]:
+        cells = []
+        for mode in modes:
+            for rounding in ("nearest", "stochastic"):
+                p = by_key.get((width, mode, "nearest" if not width else rounding))
+                cells.append(pct(p["accuracy"]) + ("*" if p["saturated"] else "") if p else "-")
+        lines.append(f"| {width or 'float64'} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def pct(v):
@@ -140,17 +165,7 @@ def write_readme(result, sweep=None, backprop_float=None):
                   "`Q<w>.<w-4>` and weights `Q<w>.<w-2>`; `fixed_prediction` with T = 1, "
                   "gamma = 1; `standard` with T = 8, gamma = 2^-2; eta = 2^-5. Float backprop "
                   f"on the same split: {pct(backprop_float)}.", "",
-                  "| width | fixed_prediction, nearest | fixed_prediction, stochastic | "
-                  "standard, nearest | standard, stochastic |", "|---|---|---|---|---|"]
-        by_key = {(p["width"], p["mode"], p["rounding"]): p for p in sweep}
-        for width in sorted({p["width"] for p in sweep if p["width"]}) + [0]:
-            cells = []
-            for mode in ("fixed_prediction", "standard"):
-                for rounding in ("nearest", "stochastic"):
-                    p = by_key.get((width, mode, "nearest" if not width else rounding))
-                    cells.append(pct(p["accuracy"]) + ("*" if p["saturated"] else "")
-                                 if p else "-")
-            lines.append(f"| {width or 'float64'} | " + " | ".join(cells) + " |")
+                  ] + width_table(sweep)
         lines += ["", "\\* some values or weights saturated during training (counts in "
                   "`bench/results/models.json`).", "",
                   "Reading the table: with round-to-nearest, a weight update smaller than half "
