@@ -14,7 +14,8 @@ help:
 	@echo "make demo    - set up, then run the main job on the default model ($(MODEL))"
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
-	@echo "make bench   - golden-model throughput and hardware cycle figures (bench/results/)"
+	@echo "make bench   - the benchmark suite into bench/results/ (FULL=1: also on-chip learning,"
+	@echo "               the standard-mode width sweep and a bitstream; long)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
 	@echo "make clean   - remove .venv, $(OUT)/ and the RTL builds (build/rtl/)"
 
@@ -72,9 +73,15 @@ test: $(BIN)/.installed system-deps
 test-rtl: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q rtl_tests
 
+# FULL=1 adds the long parts: PC learning on chip in Verilator, the standard-mode width sweep and
+# a bitstream (see each script's --help).
 bench: $(BIN)/.installed system-deps
 	$(PY) bench/golden_throughput.py
 	$(PY) bench/hardware_cycles.py
+	$(PY) bench/depth_scaling.py
+	$(PY) bench/software_peers.py
+	$(PY) bench/learning_quality.py $(if $(FULL),--full)
+	$(PY) bench/tool_speed.py $(if $(FULL),--full)
 
 models: $(BIN)/.installed
 	$(PY) bench/train_models.py

@@ -1,0 +1,85 @@
+"""The benchmark scripts' arithmetic (bench/): fast checks, not the measurements themselves."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from pchw.latency import core_infer_cycles, core_learn_cycles
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _bench(name):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def depth():
+    return _bench("depth_scaling")
+
+
+@pytest.mark.parametrize("mode", ["standard", "fixed_prediction", "incremental"])
+def test_learning_cycles_are_linear_in_T(depth, mode):
+    """The bench takes one relaxation step as core_learn_cycles(T=2) - core_learn_cycles(T=1)."""
+    net = depth.network(3, mode, 1)
+    step = depth.parallel_step_cycles(net)
+    base = core_learn_cycles(net.with_settings(inference_steps=1))
+    for T in range(1, 6):
+        assert core_learn_cycles(net.with_settings(inference_steps=T)) == base + (T - 1) * step
+
+
+def test_depth_scaling_follows_the_latency_formulas(depth):
+    rows = depth.rows()
+    assert [r["depth"] for r in rows] == list(depth.DEPTHS) * 2
+    for r in rows:
+        net = depth.network(r["depth"], r["mode"], r["T"])
+        assert r["parallel_sample"] == core_infer_cycles(net) + core_learn_cycles(net)
+        assert r["sequential_sample"] == (r["parallel_sample"]
+                                          + r["T"] * (r["sequential_step"] - r["parallel_step"]))
+    for mode in ("standard", "fixed_prediction"):
+        by_depth = {r["depth"]: r for r in rows if r["mode"] == mode}
+        one = by_depth[1]
+        # One hidden layer: nothing to take turns, both schedules are the circuit's.
+        assert one["sequential_step"] == one["parallel_step"]
+        for d, r in by_depth.items():
+            assert r["parallel_step"] == one["parallel_step"]       # equal widths: flat
+            assert r["sequential_step"] == d * one["parallel_step"]  # one layer at a time
+
+
+def test_depth_scaling_markdown_states_the_formula(depth):
+    text = depth.markdown(depth.rows())
+    assert "sequential step   = sum_{l=1..L-1}" in text
+    assert text.count("\n| standard |") == len(depth.DEPTHS)
+
+
+def test_width_table_columns_follow_the_modes_run():
+    train_models = _bench("train_models")
+    point = {"width": 8, "rounding": "nearest", "mode": "fixed_prediction", "accuracy": 0.5,
+             "saturated": 3}
+    sweep = [point, {**point, "rounding": "stochastic", "accuracy": 0.75, "saturated": 0},
+             {**point, "width": 0, "accuracy": 1.0, "saturated": 0}]
+    lines = train_models.width_table(sweep)
+    assert lines[0] == "| width | fixed_prediction, nearest | fixed_prediction, stochastic |"
+    assert lines[2] == "| 8 | 50.00%* | 75.00% |"
+    assert lines[3] == "| float64 | 100.00% | 100.00% |"
+
+
+def test_learning_quality_row_and_table():
+    quality = _bench("learning_quality")
+    row = quality.quality_row("xor")
+    assert set(row["accuracy"]) == {"backprop float64", "PC standard fixed point"} | {
+        f"PC {m} float64" for m in quality.MODES}
+    result = {"date": "today", "machine": "here", "quality": [row], "on_chip": [],
+              "agreement_steps": [0, 1], "agreement": [
+                  {"setting": "s", "mode": "standard", "cosines": [0.5, 0.75]}],
+              "width_sweep": []}
+    text = quality.markdown(result)
+    assert "| xor | 2-8-2 | 400 |" in text and "| s | standard | 0.5000 | 0.7500 |" in text
+    assert "make bench FULL=1" in text
