@@ -82,6 +82,7 @@ bench: $(BIN)/.installed system-deps
 	$(PY) bench/software_peers.py
 	$(PY) bench/learning_quality.py $(if $(FULL),--full)
 	$(PY) bench/tool_speed.py $(if $(FULL),--full)
+	$(if $(FULL),$(PY) bench/on_chip_learning.py)
 
 models: $(BIN)/.installed
 	$(PY) bench/train_models.py

@@ -2,9 +2,8 @@
 
 Per dataset (xor, iris, wine, digits), from one initialisation, sample order and learning rate
 (``bench/train_models.py``'s settings; wine's below): float64 backprop, float64 PC in each mode,
-and fixed-point PC trained in the bit-exact golden model. With ``--full`` also PC trained *on
-chip*: the Verilog simulated on Verilator learns from a run of LEARN commands and its weights are
-read back and compared bit for bit with the golden model's (``pchw.sim.network``).
+and fixed-point PC trained in the bit-exact golden model (PC trained on chip:
+bench/on_chip_learning.py).
 
 Then the cosine between PC's weight update and backprop's gradient against the number of
 relaxation steps T (``pchw.quality.gradient_agreement``), and the digits accuracy against bit
@@ -34,10 +33,8 @@ from train_models import (MODELS, ORDER_SEED, initial_network, pct,  # noqa: E40
 
 from pchw import Format, Formats, PCSettings  # noqa: E402
 from pchw.datasets import load_dataset  # noqa: E402
-from pchw.golden import FixedModel  # noqa: E402
 from pchw.quality import (AGREEMENT_STEPS, gradient_agreement, learning_curves,  # noqa: E402
                           millidge_setup)
-from pchw.train import accuracy  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("standard", "fixed_prediction", "incremental")
@@ -80,29 +77,6 @@ def quality_row(name):
            "seconds": time.perf_counter() - start}
     print(f"{name}: " + ", ".join(f"{k} {v:.2%}" for k, v in final.items())
           + f" ({row['seconds']:.0f} s)", flush=True)
-    return row
-
-
-def on_chip_row(name, samples):
-    """Learn ``samples`` LEARN commands on Verilator (training split in index order, as
-    ``pchw.sim.network.dataset_commands`` sends them); the simulation fails unless every reply
-    and, at the end, every weight read back equals the golden model's. The accuracy is then the
-    golden model's after the same commands: the on-chip weights, bit for bit."""
-    from pchw.sim.network import run_dataset
-    network = initial_network(name, SPECS[name])
-    data = load_dataset(name)
-    summary = run_dataset(network, "verilator", samples, True)
-    assert summary["mismatches"] == 0, summary["first_mismatches"]
-    golden = FixedModel(network)
-    targets = data.one_hot(data.y_train)
-    for i in np.arange(samples) % len(data.x_train):
-        golden.learn(data.x_train[i:i + 1], targets[i:i + 1])
-    acc = accuracy(golden.predict, data.x_test, data.y_test)
-    row = {"dataset": name, "samples": samples, "epochs": samples / len(data.x_train),
-           "mismatches": summary["mismatches"], "accuracy_on_chip": acc,
-           "simulated_cycles": summary["simulated_cycles"],
-           "testbench_seconds": summary["seconds"]}
-    print(f"{name} on chip: {samples} LEARN commands, {acc:.2%}, bit-exact", flush=True)
     return row
 
 
@@ -150,19 +124,8 @@ def markdown(result):
             f"{pct(a['backprop float64'])} | " + " | ".join(
                 pct(a[f"PC {m} float64"]) for m in MODES)
             + f" | **{pct(fixed)}** |")
-    if result.get("on_chip"):
-        lines += ["", "PC learning on chip (Verilator; every reply and the weights read back "
-                  "at the end equal the golden model's bit for bit, so the accuracy is the "
-                  "golden model's after the same LEARN commands, training split in index "
-                  "order):", "",
-                  "| dataset | LEARN commands | epochs | mismatches | test accuracy | "
-                  "simulated cycles |", "|---|---:|---:|---:|---:|---:|"]
-        for r in result["on_chip"]:
-            lines.append(f"| {r['dataset']} | {r['samples']} | {r['epochs']:.2f} | "
-                         f"{r['mismatches']} | {pct(r['accuracy_on_chip'])} | "
-                         f"{r['simulated_cycles']:,} |")
-    else:
-        lines += ["", "On-chip learning (Verilator) is measured with `make bench FULL=1`."]
+    lines += ["", "PC learning on chip (Verilator, bit-exact with the golden model): "
+              "`bench/results/on_chip_learning.md` (`make bench FULL=1`)."]
     steps = result["agreement_steps"]
     lines += ["", "Cosine between the PC update of all parameters and -dLoss/dtheta against "
               "the relaxation steps T (Millidge, Tschantz & Buckley 2020; float64, "
@@ -192,14 +155,18 @@ def markdown(result):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true",
-                        help="also on-chip learning on Verilator and the standard-mode sweep")
+    parser.add_argument("--full", action="store_true", help="also the standard-mode sweep")
     parser.add_argument("--jobs", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--only", nargs="*", choices=sorted(SPECS), help="datasets")
     parser.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
-    parser.add_argument("--chip-samples", type=int, default=0, metavar="N",
-                        help="LEARN commands per dataset on chip (default: one epoch; xor 400)")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="rewrite learning_quality.md from learning_quality.json")
     args = parser.parse_args()
+    if args.markdown_only:
+        text = markdown(json.loads((RESULTS / "learning_quality.json").read_text()))
+        (RESULTS / "learning_quality.md").write_text(text)
+        print(text)
+        return
     names = args.only or list(SPECS)
     start = time.perf_counter()
     modes = ("fixed_prediction", "standard") if args.full else ("fixed_prediction",)
@@ -214,16 +181,10 @@ def main():
         sweep = pool.map(sweep_point, sweep_args)
     print("gradient agreement", flush=True)
     agreement = agreement_rows()
-    on_chip = []
-    if args.full:
-        for name in names:
-            n_train = len(load_dataset(name).x_train)
-            samples = args.chip_samples or (400 if name == "xor" else n_train)
-            on_chip.append(on_chip_row(name, samples))
     result = {"date": str(date.today()),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                          f"{platform.python_version()}, NumPy {np.__version__}",
-              "full": args.full, "quality": quality, "on_chip": on_chip,
+              "full": args.full, "quality": quality,
               "agreement_steps": list(AGREEMENT_STEPS), "agreement": agreement,
               "width_sweep": sweep, "seconds": time.perf_counter() - start}
     text = markdown(result)
