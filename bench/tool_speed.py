@@ -76,8 +76,8 @@ def main():
     parser.add_argument("--models", nargs="*", default=MODELS, choices=MODELS)
     args = parser.parse_args()
     cycles_path = RESULTS / "hardware_cycles.json"
-    cycles = {r["model"]: r for r in json.loads(cycles_path.read_text())["models"]} \
-        if cycles_path.exists() else {}
+    saved = json.loads(cycles_path.read_text()) if cycles_path.exists() else {}
+    cycles = {r["model"]: r for r in saved.get("models", [])}
     rows = []
     for name in args.models:
         path = ROOT / "models" / name
@@ -104,7 +104,8 @@ def main():
              f"artefact, one process. Simulation: a new build folder, then IDENTIFY, "
              f"{SIM_SAMPLES} INFER and the READ_PARAMS of every layer, checked against the "
              "golden model (ccache holds Verilator's runtime objects after the first build on "
-             "a machine). Simulated cycles/s: bench/hardware_cycles.py's LEARN runs.", "",
+             "a machine). Simulated cycles/s: bench/hardware_cycles.py's LEARN runs "
+             f"({saved.get('date', 'not run')}).", "",
              "| model | to Verilog (s) | Verilog lines | to simulation, Icarus (s) | to "
              "simulation, Verilator (s) | simulated cycles/s Icarus | simulated cycles/s "
              "Verilator | to bitstream (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
