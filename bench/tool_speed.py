@@ -4,7 +4,8 @@ Per committed model: loading ``network.toml`` and generating the Verilog (``pchw
 building the Verilog in a fresh build folder and simulating a few INFER commands against the
 golden device model on Icarus Verilog and on Verilator (``pchw.sim.network.run``; Verilator's C++
 compiles through ccache when it is installed, as ``pchw sim`` uses it); and with ``--full`` a
-bitstream for one board (``pchw.build``: yosys, nextpnr, pack). The simulated cycles per second
+bitstream for one board (``pchw.build``: yosys, nextpnr, pack; xor unless
+``--bitstream-models`` says otherwise). The simulated cycles per second
 of each simulator are bench/hardware_cycles.py's (one measurement of each figure), quoted here.
 
 A benchmark, not a test. Writes bench/results/tool_speed.{md,json}.
@@ -73,6 +74,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="also build a bitstream")
     parser.add_argument("--board", default="ulx3s-85f", help="board of --full (ulx3s-85f)")
+    parser.add_argument("--bitstream-models", nargs="*", default=["xor"], choices=MODELS,
+                        help="models --full builds (default xor: a build takes minutes)")
     parser.add_argument("--models", nargs="*", default=MODELS, choices=MODELS)
     args = parser.parse_args()
     cycles_path = RESULTS / "hardware_cycles.json"
@@ -90,7 +93,7 @@ def main():
             row[f"sim_cycles_per_s_{simulator}"] = cycles.get(name, {}).get(
                 f"sim_cycles_per_s_{simulator}")
             print(f"  {simulator}: {row[f'sim_{simulator}_s']:.1f} s", flush=True)
-        if args.full:
+        if args.full and name in args.bitstream_models:
             print(f"  bitstream for {args.board}:", flush=True)
             row["bitstream_s"], (fmax, stages) = to_bitstream(path, args.board)
             row["bitstream_board"], row["bitstream_fmax"] = args.board, fmax
@@ -111,7 +114,7 @@ def main():
              "Verilator | to bitstream (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         bit = f"{r['bitstream_s']:.0f} ({r['bitstream_board']})" if "bitstream_s" in r else \
-            "`--full`"
+            "not built" if args.full else "`--full`"
         lines.append(f"| {r['model']} | {r['verilog_s']:.2f} | {r['verilog_lines']:,} | "
                      f"{r['sim_icarus_s']:.1f} | {r['sim_verilator_s']:.1f} | "
                      f"{cell(r['sim_cycles_per_s_icarus'], ',.0f')} | "
