@@ -105,7 +105,7 @@ def test_installed_command_reports_bad_description_without_traceback(xor_model):
 
 def test_help_for_every_command():
     for command in ("info", "init", "train", "eval", "golden", "verilog", "sim", "run", "build",
-                    "flash"):
+                    "flash", "report"):
         run = subprocess.run([sys.executable, "-m", "pchw.cli", command, "--help"],
                              capture_output=True, text=True)
         assert run.returncode == 0 and "usage: pchw " + command in run.stdout
