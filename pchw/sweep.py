@@ -27,13 +27,12 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import math
 import os
 import socket
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -339,7 +338,7 @@ def _version(package):
         return "not installed"
 
 
-@lru_cache(maxsize=None)
+@cache
 def fingerprint(kind):
     """The tool versions a ``kind`` of task (``train``, ``estimate``, ``build``) depends on:
     pchw's version and a hash of the pchw sources it runs, the packages' versions, and for
@@ -376,7 +375,7 @@ def point_key(network, settings, point):
                   "tools": fingerprint(kind)})
 
 
-# -- the tasks (they run on the workers) --------------------------------------------------------
+# -- the tasks (they run on the workers) ----------------------------------------------------------
 
 def _crash(error):
     text = " ".join(str(error).split()) or "(no message)"
@@ -550,7 +549,7 @@ class Cache:
         return {p.stem for p in self.folder.glob("*.json")}
 
 
-# -- running a sweep --------------------------------------------------------------------------------
+# -- running a sweep ------------------------------------------------------------------------------
 
 @dataclass
 class SweepResult:
@@ -760,7 +759,7 @@ def _point_summary(result):
     return f"{result['status']}: {result.get('reason', '')}"
 
 
-# -- the results ------------------------------------------------------------------------------------
+# -- the results ----------------------------------------------------------------------------------
 
 #: The columns of ``results.csv``, in order.
 COLUMNS = ("point", "board", "lanes", "value", "weight", "weight_rounding", "mode",
@@ -854,7 +853,8 @@ def write_outputs(network, grid, rows, points, trains, out):
         "model": str(network.source), "network": network.name,
         "description_hash": network.description_hash(), "grid": grid.source,
         "train": asdict(grid.train),
-        "tools": {k: fingerprint(k) for k in ("train", "estimate", "build")},
+        "tools": {k: fingerprint(k) for k in ["train"] + sorted(
+            {"build" if p.build else "estimate" for p in points.values()})},
         "rows": rows, "pareto": {k: [r["point"] for r in v] for k, v in fronts.items()},
         "best": best}, indent=1) + "\n")
     files["pareto"] = out / "pareto.md"
@@ -871,7 +871,8 @@ def _percent(x):
 
 def _markdown(network, grid, rows, fronts, best):
     s = grid.train
-    init = "the model's weights" if s.init == "model" else f"a random initialisation (seed {s.init})"
+    init = "the model's weights" if s.init == "model" else \
+        f"a random initialisation (seed {s.init})"
     lines = [f"# Sweep of {network.name or network.source}: Pareto front", "",
              f"Model `{network.source}` ({' -> '.join(map(str, network.layers))}), grid "
              f"`{grid.source}`: {len(rows)} point(s). Each trained {s.epochs} epoch(s) of "

@@ -48,7 +48,7 @@ def xor():
     return pchw.load(XOR)
 
 
-# -- the grid file ----------------------------------------------------------------------------------
+# -- the grid file --------------------------------------------------------------------------------
 
 GOOD = """
 [train]
@@ -101,7 +101,8 @@ def test_grid_cross_product_defaults_and_duplicates(tmp_path, xor):
 BAD = [
     ("[[grid]]\nboards = []\n", r"sweep.toml: grid.boards: is empty"),
     ("[[grid]]\nlanes = [1]\n", r"grid.boards: missing: name at least one board"),
-    ('[[grid]]\nboards = ["nexys"]\n', r"grid.boards\[0\]: unknown board 'nexys'; known: icebreaker"),
+    ('[[grid]]\nboards = ["nexys"]\n',
+     r"grid.boards\[0\]: unknown board 'nexys'; known: icebreaker"),
     ('[[grid]]\nboards = "icebreaker"\n', r"grid.boards: must be a list of values"),
     ('[[grid]]\nboards = ["icebreaker"]\nvalue = { width = 8, frac = 4 }\n',
      r"grid.value: must be a list of values, e.g. value = \[\{ width = 12, frac = 8 \}\]"),
@@ -123,10 +124,12 @@ BAD = [
      r"grid.learning_rate\[0\]: 0.1 is not a power of two"),
     ('[[grid]]\nboards = ["icebreaker"]\nlanes = [[1, 1, 1]]\n',
      r"grid.lanes\[0\]: \[1, 1, 1\] is neither a lane count for every layer nor 2 counts"),
-    ('[[grid]]\nboards = ["icebreaker"]\nlanes = [[1, 0]]\n', r"grid.lanes\[0\]\[1\]: 0 must be >= 1"),
+    ('[[grid]]\nboards = ["icebreaker"]\nlanes = [[1, 0]]\n',
+     r"grid.lanes\[0\]\[1\]: 0 must be >= 1"),
     ('[[grid]]\nboards = ["icebreaker"]\nlanes = [[9, 1]]\n',
      r"grid.lanes\[0\]\[0\]: 9 lanes for layer 1 of 8 rows; at most one lane a row"),
-    ('[[grid]]\nboards = ["icebreaker"]\nbuild = "yes"\n', r"grid.build: 'yes' is not true or false"),
+    ('[[grid]]\nboards = ["icebreaker"]\nbuild = "yes"\n',
+     r"grid.build: 'yes' is not true or false"),
     ('[[grid]]\nboards = ["icebreaker"]\nwidth = [8]\n', r"grid: unknown key\(s\) width; allowed:"),
     ('[[grid]]\nboards = ["icebreaker"]\n[[grid]]\nboards = ["icebreaker"]\nmode = [1]\n',
      r"sweep.toml: grid\[1\].mode\[0\]: unknown value 1"),
@@ -189,7 +192,7 @@ def test_a_dataset_that_does_not_suit_the_network_is_refused(tmp_path, xor):
 
 def test_help():
     run = subprocess.run([sys.executable, "-m", "pchw.cli", "sweep", "--help"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 0 and "usage: pchw sweep" in run.stdout
     assert "--scheduler" in run.stdout and "--no-build" in run.stdout
 
@@ -228,19 +231,20 @@ def _r(name, acc, lut, dsp, rate, status="ok"):
 
 
 def test_pareto_front_and_best_point():
-    rows = [_r("a", 0.9, 1000, 4, 100), _r("b", 0.9, 1200, 4, 100),     # b: a is as good, fewer LUTs
+    # b: a is as good with fewer LUTs; a: e is as good and faster; g: c is better everywhere.
+    rows = [_r("a", 0.9, 1000, 4, 100), _r("b", 0.9, 1200, 4, 100),
             _r("c", 0.8, 800, 4, 100), _r("d", 0.95, 3000, 8, 50),
             _r("e", 0.9, 1000, 4, 200), _r("f", 1.0, 100, 1, 10 ** 6, "does not fit"),
-            _r("g", 0.7, 900, 4, 90)]                                  # g: c beats it everywhere
+            _r("g", 0.7, 900, 4, 90)]
     front = sweep.pareto_front(rows)
-    assert [r["point"] for r in front] == ["d", "e", "c"]               # a: e is faster
+    assert [r["point"] for r in front] == ["d", "e", "c"]
     assert sweep.best_point(rows)["point"] == "d"
     assert sweep.best_point([_r("x", 0.5, 1, 1, 1, "timing failed")]) is None
     tie = [_r("slow", 0.9, 1000, 4, 100), _r("small", 0.9, 900, 6, 10)]
     assert sweep.best_point(tie)["point"] == "small"
 
 
-# -- sweeps ----------------------------------------------------------------------------------------
+# -- sweeps ---------------------------------------------------------------------------------------
 
 #: 8 training points (value x weight format x mode) with one and two lanes on the iCEBreaker:
 #: the one-lane points fit; two lanes need 11 multipliers, the device has 8, and the fit check
@@ -289,7 +293,7 @@ def accuracy_sweep(tmp_path_factory):
 
 
 def test_sweep_on_a_local_cluster(accuracy_sweep):
-    network, grid, out, result, lines = accuracy_sweep
+    network, _, out, result, lines = accuracy_sweep
     assert (result.computed, result.cached) == (ACCURACY_TASKS, 0)
     assert "dask LocalCluster: 2 worker process(es)" in "\n".join(lines)
     tasks = _task_lines(lines)
@@ -375,10 +379,9 @@ def dask_cluster(tmp_path):
     processes = {}
 
     def start(name, argv):
-        log = open(tmp_path / f"{name}.log", "w")
-        processes[name] = subprocess.Popen([dask, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                           cwd=tmp_path)
-        log.close()
+        with open(tmp_path / f"{name}.log", "w") as log:      # the process has its own copy
+            processes[name] = subprocess.Popen([dask, *argv], stdout=log,
+                                               stderr=subprocess.STDOUT, cwd=tmp_path)
 
     try:
         start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -440,7 +443,7 @@ def test_sweep_on_a_scheduler_survives_a_killed_worker(accuracy_sweep, dask_clus
     assert _untimed(result.rows) == _untimed(local.rows)
 
 
-# -- a sweep with real builds --------------------------------------------------------------------
+# -- a sweep with real builds ---------------------------------------------------------------------
 
 BUILD_GRID = """
 [train]
