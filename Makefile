@@ -66,6 +66,8 @@ demo: $(BIN)/.installed system-deps
 	$(BIN)/pchw verilog $(MODEL) -o $(OUT)/$(notdir $(MODEL)).v
 	$(BIN)/pchw sim $(MODEL) --simulator verilator --learn --samples 32
 	$(BIN)/pchw sim $(MODEL) --simulator icarus --samples 4
+	$(BIN)/pchw build $(MODEL) --board icebreaker -o $(OUT)/icebreaker
+	@echo "demo: bitstream and report in $(OUT)/icebreaker (report.md)"
 
 test: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q

@@ -8,24 +8,25 @@ change, a network that clearly cannot fit; ``pchw build`` (:mod:`pchw.build`) ca
 
 What the estimate counts (see ``boards/README.md`` for the calibration):
 
-* **Multipliers: exact, or one too many.** Each lane of weight layer ``l`` has one multiplier for ``W x phi``
-  and one for the weight update ``eps x phi``; layers ``l >= 2`` have a third for the message
-  ``W^T eps`` (layer 1 sends none, so synthesis removes it); the command decoder has one more
-  (the parameter walker's ``group x lanes``), which the iCE40 flow puts in logic when every
-  layer has one lane. A product wider than the device's multiplier
-  block (16 x 16 on iCE40, 18 x 18 on ECP5) takes several blocks. Multipliers are never moved
-  into logic: if they are more than the blocks, place and route fails.
-* **RAM: a lower bound.** The parameters (``Network.memory_bits()["parameters"]``) and the
-  command receiver's payload buffer (the longest command payload) must fit in the device's RAM:
-  block RAM, and on ECP5 also distributed RAM (LUTs used as RAM; synthesis puts small memories
-  there). Synthesis may need more (one memory per lane, rounded up to block shapes).
-* **Logic: rough.** ``LUT_BASE + LUT_PER_STATE_BIT x state bits + LUT_PER_LANE_BIT x lane
-  bits``: the state vectors ``x, mu, eps, y`` are registers with multiplexers around them, and
-  each lane has wide accumulators, rounding and saturation. The coefficients are fitted to five
-  builds of the example models on ``ulx3s-85f`` (each within 15%; iCE40 logic cells came out
-  within 16% for three builds); the figure after place and route (the build report) is the
-  real one. Only a network whose estimate is above :data:`LUT_MARGIN` times the
-  device's logic is refused on logic grounds.
+* **Multipliers: exact.** Each lane of weight layer ``l`` has two: one for ``W x phi`` (row
+  pass), shared with ``W x eps`` (the message down, ``l >= 2``), and one for the weight update
+  ``eps x phi``. A product wider than the device's multiplier block (16 x 16 on iCE40, 18 x 18
+  on ECP5) takes several blocks. Multipliers are never moved into logic: if they are more than
+  the blocks, place and route fails.
+* **Block RAM: per memory.** Every memory of the design (:func:`memories`: per lane its weights,
+  biases and state banks; ``x_0``; the command payload buffer; the UART FIFO) takes whole
+  blocks of the device's best shape for it (:func:`ram_blocks`); memories shallower than the
+  board's ``bram_min_depth`` stay in logic cells (iCE40) or distributed RAM (ECP5). On the
+  iCE40UP5K the payload buffer goes to SPRAM instead (``Board.payload_ram``).
+* **Logic: rough.** ``LUT_BASE + LUT_PER_LANE_BIT x lane bits`` (weight plus value width per
+  lane): the UART, command decoder and sequencer are the constant; each lane adds wide
+  accumulators, rounding and saturation. The coefficients are fitted to builds of the example
+  models (``boards/README.md``); the figure after place and route (the build report) is the
+  real one. Only a network whose estimate is above :data:`LUT_MARGIN` times the device's logic
+  is refused on logic grounds.
+
+:func:`auto_lanes` picks the fastest lanes the estimate lets fit (``--lanes auto``, or
+``"auto"`` in a description's ``hardware.board_lanes``).
 
 .. _amaranth-boards: https://github.com/amaranth-lang/amaranth-boards
 """
@@ -37,15 +38,14 @@ from dataclasses import dataclass
 from . import protocol
 from .errors import PchwError
 
-__all__ = ["Board", "BOARDS", "board", "Estimate", "estimate", "check_fit",
-           "LUT_BASE", "LUT_PER_STATE_BIT", "LUT_PER_LANE_BIT", "LUT_MARGIN"]
+__all__ = ["Board", "BOARDS", "board", "Estimate", "memories", "ram_blocks", "estimate",
+           "check_fit", "fits", "auto_lanes", "lanes_for", "LUT_BASE", "LUT_PER_LANE_BIT",
+           "LUT_MARGIN"]
 
 #: The logic estimate, fitted to whole board designs (UART, command decoder, core; see
-#: ``boards/README.md``): a constant, a cost per state register bit, and a cost per lane and
-#: weight bit.
-LUT_BASE = 2400
-LUT_PER_STATE_BIT = 3.1
-LUT_PER_LANE_BIT = 30
+#: ``boards/README.md``): a constant, and a cost per lane and (weight + value) bit.
+LUT_BASE = 2650
+LUT_PER_LANE_BIT = 18
 #: Refuse on logic grounds only above this many times the device's logic cells: the estimate is
 #: rough, and the report after place and route is the real figure.
 LUT_MARGIN = 1.25
@@ -68,6 +68,11 @@ class Board:
     dsp_width : int            the widest signed operand one block multiplies.
     bram_blocks, bram_block_bits : int   block RAMs and bits in each (EBR).
     lutram_bits : int          distributed RAM (ECP5: 64 bits per 8 LUTs; iCE40 has none).
+    bram_shapes : tuple        the ``(depth, width)`` shapes a block RAM can take.
+    bram_min_depth : int       shallower memories stay in logic or distributed RAM.
+    payload_ram : str          Yosys ``ram_style`` of the command payload buffer ("" for block
+                               RAM; ``"huge"``: the iCE40UP5K's SPRAM, ``spram_bytes`` each).
+    spram_blocks, spram_bytes : int
     programmer : str           the programming tool ``pchw flash`` runs.
     programmer_env : str       the environment variable that names another programmer binary.
     programmer_package : str   the Debian package that has it.
@@ -91,6 +96,11 @@ class Board:
     programmer_package: str
     bitstream_suffix: str
     lutram_bits: int = 0
+    bram_shapes: tuple = ()
+    bram_min_depth: int = 1
+    payload_ram: str = ""
+    spram_blocks: int = 0
+    spram_bytes: int = 0
     synth_opts: str = ""
 
     @property
@@ -138,7 +148,10 @@ def _ulx3s(size, luts, dsps, brams):
         platform_class=f"amaranth_boards.ulx3s:ULX3S_{size}F_Platform", clock_hz=25_000_000,
         luts=luts, dsps=dsps, dsp_width=18, bram_blocks=brams, bram_block_bits=18 * 1024,
         programmer="openFPGALoader", programmer_env="OPENFPGALOADER",
-        programmer_package="openfpgaloader", bitstream_suffix=".bit", lutram_bits=8 * luts)
+        programmer_package="openfpgaloader", bitstream_suffix=".bit", lutram_bits=8 * luts,
+        # DP16KD (a 1R1W memory uses one port each); shallow memories go to distributed RAM.
+        bram_shapes=((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+        bram_min_depth=64)
 
 
 #: The boards by ``--board`` name. ECP5 budgets are the data sheet's (DS1044) LUT4s, sysDSP
@@ -150,6 +163,10 @@ BOARDS = {b.name: b for b in [
           clock_hz=12_000_000, luts=5280, dsps=8, dsp_width=16, bram_blocks=30,
           bram_block_bits=4096, programmer="iceprog", programmer_env="ICEPROG",
           programmer_package="fpga-icestorm", bitstream_suffix=".bin",
+          # SB_RAM40_4K; Yosys keeps memories of 4 words or fewer in logic cells.
+          bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)), bram_min_depth=5,
+          # The payload buffer goes to an SB_SPRAM256KA (16K x 16), sparing block RAM.
+          payload_ram="huge", spram_blocks=4, spram_bytes=32 * 1024,
           # Amaranth's iCE40 flow does not map multipliers to SB_MAC16 unless asked.
           synth_opts="-dsp"),
     _ulx3s(12, luts=12_288, dsps=28, brams=32),
@@ -171,27 +188,26 @@ def board(name):
 class Estimate:
     """What a network needs on a board, before synthesis (see the module docstring).
 
-    ``multipliers`` products, taking ``dsps`` blocks of the board; ``memory_bits`` of
-    parameters and payload buffer (a lower bound of block RAM use); ``state_bits`` of state
-    registers; ``luts`` logic cells (rough).
+    ``multipliers`` products, taking ``dsps`` blocks of the board; ``bram_blocks`` block RAMs
+    for the memories deep enough to go there (``memory_bits`` of them in all, parameters and
+    payload buffer included); ``luts`` logic cells (rough).
     """
 
     multipliers: int
     dsps: int
     parameter_bits: int
     buffer_bits: int
-    state_bits: int
+    memory_bits: int
+    spram_blocks: int
+    bram_blocks: int
     lane_bits: int
     luts: int
-
-    @property
-    def memory_bits(self):
-        return self.parameter_bits + self.buffer_bits
 
     def as_dict(self):
         return {"multipliers": self.multipliers, "dsps": self.dsps,
                 "parameter_bits": self.parameter_bits, "buffer_bits": self.buffer_bits,
-                "memory_bits": self.memory_bits, "state_bits": self.state_bits,
+                "memory_bits": self.memory_bits, "bram_blocks": self.bram_blocks,
+                "spram_blocks": self.spram_blocks,
                 "lane_bits": self.lane_bits, "luts": self.luts}
 
 
@@ -200,29 +216,136 @@ def _blocks(width_a, width_b, block):
     return math.ceil(width_a / block) * math.ceil(width_b / block)
 
 
+def memories(network, target=None):
+    """``(depth, width)`` of every memory of the board design that goes to block RAM (or logic):
+    per lane of each weight layer its weights and biases and a bank each of ``x``, ``mu`` and
+    ``eps``; ``x_0``; the UART receive FIFO; and the command payload buffer, unless ``target``
+    puts it in SPRAM."""
+    from .gateware.board import RX_FIFO_DEPTH
+    mems = [(network.layers[0], network.value_format(0).width)]
+    for l in range(1, network.L + 1):
+        lanes, n_in = network.lanes[l - 1], network.layers[l - 1]
+        rows = -(-network.layers[l] // lanes)
+        w, v = network.weight_format(l).width, network.value_format(l).width
+        mems += lanes * [(rows * n_in, w), (rows, w), (rows, v), (rows, v), (rows, v)]
+    if target is None or not target.payload_ram:
+        mems.append((protocol.max_payload(network), 8))
+    mems.append((RX_FIFO_DEPTH, 8))
+    return mems
+
+
+def ram_blocks(depth, width, target):
+    """Block RAMs one ``depth x width`` memory takes on ``target`` (its best block shape), or 0
+    if it is shallower than ``target.bram_min_depth`` (synthesis keeps it in logic)."""
+    if depth < target.bram_min_depth:
+        return 0
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in target.bram_shapes)
+
+
 def estimate(network, target):
     """The :class:`Estimate` of ``network`` on the board ``target``."""
     L = network.L
-    multipliers = dsps = 1                            # the parameter walker's group x lanes
-    state_bits = network.layers[0] * network.value_format(0).width          # x_0
-    lane_bits = 0
+    multipliers = dsps = lane_bits = 0
     for l in range(1, L + 1):
         lanes = network.lanes[l - 1]
         w, v, v_in = (network.weight_format(l).width, network.value_format(l).width,
                       network.value_format(l - 1).width)
-        products = [(w, v_in), (v, v_in)]             # W x phi, eps x phi (weight update)
-        if l >= 2:
-            products.append((w, v))                   # W^T eps, the message down
+        # W x phi (and, l >= 2, W x eps for the message: the same multiplier), eps x phi.
+        products = [(w, v_in if l == 1 else max(v, v_in)), (v, v_in)]
         multipliers += lanes * len(products)
         dsps += lanes * sum(_blocks(a, b, target.dsp_width) for a, b in products)
-        registers = 4 if l == L else 3                # x, mu, eps (and y at the output)
-        state_bits += registers * network.layers[l] * v
-        lane_bits += lanes * w
-    luts = round(LUT_BASE + LUT_PER_STATE_BIT * state_bits + LUT_PER_LANE_BIT * lane_bits)
+        lane_bits += lanes * (w + v)
+    mems = memories(network, target)
+    buffer_bytes = protocol.max_payload(network)
+    luts = round(LUT_BASE + LUT_PER_LANE_BIT * lane_bits)
     return Estimate(multipliers=multipliers, dsps=dsps,
                     parameter_bits=network.memory_bits()["parameters"],
-                    buffer_bits=8 * protocol.max_payload(network), state_bits=state_bits,
+                    buffer_bits=8 * buffer_bytes,
+                    memory_bits=sum(d * w for d, w in mems) + (8 * buffer_bytes
+                                                               if target.payload_ram else 0),
+                    spram_blocks=-(-buffer_bytes // target.spram_bytes) if target.payload_ram
+                    else 0,
+                    bram_blocks=sum(ram_blocks(d, w, target) for d, w in mems),
                     lane_bits=lane_bits, luts=luts)
+
+
+def fits(network, target):
+    """Whether :func:`check_fit` accepts ``network`` on ``target`` (no message)."""
+    try:
+        check_fit(network, target)
+    except PchwError:
+        return False
+    return True
+
+
+def _comfortable(network, target):
+    """Fits, with the rough logic estimate within the device (not :data:`LUT_MARGIN` above)."""
+    return fits(network, target) and estimate(network, target).luts <= target.luts
+
+
+def _lane_choices(n):
+    """The useful lane counts of a layer of ``n`` neurons: the least for each row-group count."""
+    return sorted({-(-n // rows) for rows in range(1, n + 1)})
+
+
+def auto_lanes(network, target):
+    """The lanes that make ``network`` fastest on ``target`` within its budget.
+
+    Greedy on the critical path: starting from one lane per layer, give the layer with the
+    longest pass that can still grow its next useful lane count, while :func:`check_fit`
+    accepts the network with the logic estimate within the device (layers relax in parallel, so the longest pass sets every phase; the
+    feedforward pass gains from every layer). Returns a tuple.
+
+    Raises
+    ------
+    PchwError
+        If even one lane per layer does not fit (the message of :func:`check_fit`).
+    """
+    from .latency import pass_cycles
+    lanes = [1] * network.L
+    check_fit(network.with_lanes(lanes), target)
+    while True:
+        trial = network.with_lanes(lanes)
+        for l in sorted(range(1, network.L + 1), key=lambda l: -pass_cycles(trial, l)):
+            more = [p for p in _lane_choices(network.layers[l]) if p > lanes[l - 1]]
+            candidate = lanes.copy()
+            if more:
+                candidate[l - 1] = more[0]
+                if _comfortable(network.with_lanes(candidate), target):
+                    lanes = candidate
+                    break
+        else:
+            return tuple(lanes)
+
+
+def lanes_for(network, target, override=None):
+    """The lanes ``network`` is built with on ``target``: ``override`` (a sequence, or
+    ``"auto"``), else the description's ``hardware.board_lanes`` entry for the board, else its
+    ``hardware.lanes``."""
+    choice = override if override is not None else \
+        network.board_lanes.get(target.name, network.lanes)
+    if choice == "auto":
+        return auto_lanes(network, target)
+    return network.with_lanes(list(choice)).lanes
+
+
+def _shortfall(network, target, e):
+    """What of ``target``'s budget the estimate ``e`` exceeds: None, or (kind, message)."""
+    if e.dsps > target.dsps:
+        return "dsps", (f"{e.multipliers} multipliers need {e.dsps} multiplier blocks, the "
+                        f"device has {target.dsps}")
+    if e.bram_blocks > target.bram_blocks:
+        return "bram", (f"its memories need {e.bram_blocks} block RAMs ({e.parameter_bits} "
+                        f"parameter bits in a weight and a bias memory per lane, state banks "
+                        f"per lane, a {e.buffer_bits // 8}-byte payload buffer), the device "
+                        f"has {target.bram_blocks}")
+    if e.spram_blocks > target.spram_blocks:
+        return "bram", (f"its {e.buffer_bits // 8}-byte payload buffer needs {e.spram_blocks} "
+                        f"SPRAMs, the device has {target.spram_blocks}")
+    if e.luts > LUT_MARGIN * target.luts:
+        return "luts", (f"about {e.luts} LUTs estimated ({e.lane_bits} lane bits), the device "
+                        f"has {target.luts}")
+    return None
 
 
 def check_fit(network, target):
@@ -234,29 +357,21 @@ def check_fit(network, target):
         One line: what does not fit, by how much, and what to change.
     """
     e = estimate(network, target)
-    where = f"{network.source}: does not fit {target.name} ({target.device})"
+    short = _shortfall(network, target, e)
+    if short is None:
+        return e
+    kind, what = short
     lanes = "/".join(map(str, network.lanes))
-    bigger = [b.name for b in BOARDS.values() if b is not target and b.dsps >= e.dsps
-              and b.bram_bits + b.lutram_bits >= e.memory_bits
-              and b.luts * LUT_MARGIN >= e.luts]
+    fewer = f"use fewer lanes (now {lanes}; --lanes auto picks the fastest that fit)"
+    advice = {
+        "dsps": f"{fewer}; each lane needs 2",
+        "bram": f"{fewer}, narrower weight formats or smaller layers",
+        "luts": f"{fewer}, narrower formats or smaller layers (the estimate is rough: --force "
+                f"builds anyway)",
+    }[kind]
+    bigger = [b.name for b in BOARDS.values() if b is not target
+              and _shortfall(network, b, estimate(network, b)) is None]
     elsewhere = f", or a bigger device ({', '.join(bigger)})" if bigger else \
         ", or a bigger device"
-    if e.dsps > target.dsps:
-        raise PchwError(
-            f"{where}: {e.multipliers} multipliers need {e.dsps} multiplier blocks, the device "
-            f"has {target.dsps}; use fewer lanes (hardware.lanes = {lanes}; each lane of layer 1 "
-            f"needs 2, of later layers 3){elsewhere}")
-    if e.memory_bits > target.bram_bits + target.lutram_bits:
-        ram = f"{target.bram_bits} bits of block RAM" + (
-            f" and {target.lutram_bits} of distributed RAM" if target.lutram_bits else "")
-        raise PchwError(
-            f"{where}: {e.parameter_bits} parameter bits and a {e.buffer_bits // 8}-byte payload "
-            f"buffer need at least {e.memory_bits} bits of RAM, the device has {ram}; use "
-            f"narrower weight formats or smaller layers{elsewhere}")
-    if e.luts > LUT_MARGIN * target.luts:
-        raise PchwError(
-            f"{where}: about {e.luts} LUTs estimated ({e.state_bits} bits of state registers, "
-            f"{e.lane_bits} lane bits), the device has {target.luts}; use smaller layers, "
-            f"narrower value formats or fewer lanes{elsewhere} (the estimate is rough: "
-            f"--force builds anyway)")
-    return e
+    raise PchwError(f"{network.source}: does not fit {target.name} ({target.device}) with lanes "
+                    f"{lanes}: {what}; {advice}{elsewhere}")

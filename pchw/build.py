@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import __version__, latency, protocol
 from .boards import board as find_board
-from .boards import check_fit, estimate
+from .boards import check_fit, estimate, lanes_for
 from .errors import PchwError
 from .protocol import Opcode
 
@@ -49,7 +49,8 @@ STAGES = [("yosys", "synthesis"), ("nextpnr", "place and route"), ("pack", "bits
 
 #: nextpnr cell types -> report resource, per family.
 RESOURCES = {
-    "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM"},
+    "ice40": {"LUT": "ICESTORM_LC", "DSP": "ICESTORM_DSP", "BRAM": "ICESTORM_RAM",
+              "SPRAM": "ICESTORM_SPRAM"},
     "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD",
              "LUTRAM": "TRELLIS_RAMW"},
 }
@@ -116,16 +117,25 @@ def prepare(network, target, *, baud=115200, name=None):
         If amaranth-boards is missing, or the baud rate cannot be made from the board clock.
     """
     from .gateware.board import BoardTop
+    from .gateware.framing import FrameReceiver
     from .gateware.uart import divisor_for
     platform = target.platform()
     try:           # before BoardTop: an elaboratable that fails to construct warns when freed
         divisor_for(target.clock_hz, baud)
     except ValueError as error:
         raise PchwError(f"--baud {baud}: {error}") from None
-    top = BoardTop(network, clock_hz=target.clock_hz, baud=baud)
+    top = BoardTop(network, clock_hz=target.clock_hz, baud=baud,
+                   payload_ram_style=target.payload_ram or None)
+    overrides = {}
+    if target.payload_ram:
+        # Amaranth initialises every memory (here to zeros); SPRAM cannot be initialised, and
+        # the buffer is always written before it is read: drop its initialiser.
+        overrides["script_after_read"] = (
+            f"delete t:$meminit_v2 r:MEMID=*{FrameReceiver.BUFFER_NAME} %i")
     plan = platform.build(top, name=name or design_name(network), do_build=False,
                           synth_opts=target.synth_opts,
-                          nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
+                          nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail",
+                          **overrides)
     return platform, top, plan
 
 
@@ -306,8 +316,8 @@ def _throughput(network, clock_hz, baud, reply_overhead):
     return rows
 
 
-def _report(network, target, name, baud, top, est, used, fmax, critical, yosys_cells, times,
-            chosen, errors, directory):
+def _report(network, description_hash, target, name, baud, top, est, used, fmax, critical,
+            yosys_cells, times, chosen, errors, directory):
     resources = _resources(target, used, yosys_cells)
     clock = None
     if fmax:
@@ -318,7 +328,7 @@ def _report(network, target, name, baud, top, est, used, fmax, critical, yosys_c
     report = {
         "generator": f"pchw {__version__}",
         "model": str(network.source), "network": network.name,
-        "description_hash": network.description_hash(),
+        "description_hash": description_hash,
         "network_id": protocol.network_id(network).hex(),
         "layers": list(network.layers), "lanes": list(network.lanes),
         "board": target.name, "device": target.device, "design": name,
@@ -356,8 +366,8 @@ def _markdown(r):
               "|---|---|---:|---:|---:|---:|"]
     e = r["estimate"]
     estimated = {"LUT": f"~{e['luts']} (rough)", "DSP": str(e["dsps"]),
-                 "BRAM": f"{e['memory_bits']} bits in block or distributed RAM",
-                 "FF": f"{e['state_bits']} state bits"}
+                 "BRAM": f"{e['bram_blocks']} ({e['memory_bits']} bits of memories)",
+                 "SPRAM": str(e["spram_blocks"])}
     for resource, v in r["resources"].items():
         pct = 100 * v["used"] / v["available"] if v["available"] else 0
         lines.append(f"| {resource} | {v['cell']} | {v['used']} | {v['available']} | "
@@ -397,7 +407,8 @@ def _markdown(r):
 
 # -- the entry points ---------------------------------------------------------------------------
 
-def build(network, board_name, directory=None, *, baud=115200, force=False, progress=print):
+def build(network, board_name, directory=None, *, lanes=None, baud=115200, force=False,
+          progress=print):
     """Build a bitstream of ``network`` for the board ``board_name`` into ``directory``.
 
     Parameters
@@ -405,6 +416,8 @@ def build(network, board_name, directory=None, *, baud=115200, force=False, prog
     network : Network
     board_name : str         a name in :data:`pchw.boards.BOARDS`.
     directory : path, optional   default :func:`default_dir`.
+    lanes : sequence or "auto", optional
+        Lanes to build with instead of the description's (:func:`pchw.boards.lanes_for`).
     baud : int               UART baud rate.
     force : bool             build even if :func:`pchw.boards.check_fit` refuses the network.
     progress : callable      called with one line of progress at a time.
@@ -421,13 +434,19 @@ def build(network, board_name, directory=None, *, baud=115200, force=False, prog
         that failed (the message names the stage, the error and the log).
     """
     target = find_board(board_name)
+    description_hash = network.description_hash()     # of the description, whatever the lanes
+    chosen_lanes = lanes_for(network, target, lanes)
+    if chosen_lanes != network.lanes:
+        progress(f"lanes {'/'.join(map(str, chosen_lanes))} on {target.name} (the description "
+                 f"says {'/'.join(map(str, network.lanes))} by default)")
+        network = network.with_lanes(chosen_lanes)
     est = estimate(network, target) if force else check_fit(network, target)
     directory = Path(directory or default_dir(network, target.name))
     name = design_name(network)
     platform, top, plan = prepare(network, target, baud=baud, name=name)
     env, chosen = toolchain_env(platform.required_tools)
     progress(f"building {name} for {target.describe()}")
-    progress(f"  estimate: {est.dsps} multiplier blocks, {est.memory_bits} bits of RAM,"
+    progress(f"  estimate: {est.dsps} multiplier blocks, {est.bram_blocks} block RAMs,"
              f" ~{est.luts} LUTs (rough); build folder {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     for stale in (NEXTPNR_REPORT, "report.json", "report.md", f"{name}{target.bitstream_suffix}"):
@@ -446,8 +465,9 @@ def build(network, board_name, directory=None, *, baud=115200, force=False, prog
     if returncode and not errors:
         errors = [l.strip() for l in (directory / "build.log").read_text().splitlines()
                   if l.startswith("ERROR")][-3:]
-    report = _report(network, target, name, baud, top, est, used, fmax, critical, yosys_cells,
-                     times, chosen, errors if returncode else [], directory)
+    report = _report(network, description_hash, target, name, baud, top, est, used, fmax,
+                     critical, yosys_cells, times, chosen, errors if returncode else [],
+                     directory)
     if returncode:
         log = tim if failed == "place and route" else rpt if failed == "synthesis" else \
             directory / "build.log"

@@ -56,6 +56,19 @@ def _load_array(path, what, width):
     return a
 
 
+def _lanes_arg(text):
+    if text == "auto":
+        return text
+    try:
+        lanes = [int(v) for v in text.split(",")]
+    except ValueError:
+        lanes = []
+    if not lanes or min(lanes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or positive integers "
+                                         "separated by commas (one per weight layer)")
+    return lanes
+
+
 def cmd_info(args):
     network = load(args.model)
     print(network.summary())
@@ -301,8 +314,8 @@ def cmd_build(args):
     from . import build
     network = load(args.model)
     start = time.perf_counter()
-    result = build.build(network, args.board, args.output, baud=args.baud, force=args.force,
-                         progress=_progress)
+    result = build.build(network, args.board, args.output, lanes=args.lanes, baud=args.baud,
+                         force=args.force, progress=_progress)
     r = result.report
     for name, v in r["resources"].items():
         print(f"{name:6s} {v['used']:6d} / {v['available']:6d}  ({v['cell']})")
@@ -506,6 +519,10 @@ def _parser():
                        "cycles, samples/s) into the build folder; exits non-zero if timing fails. "
                        "See boards/README.md.")
     board_args(q)
+    q.add_argument("--lanes", type=_lanes_arg, metavar="P1,P2,...|auto",
+                   help="MAC lanes per weight layer for this build, or 'auto': the fastest that "
+                   "fit the board (default: hardware.board_lanes.<board> of the description, "
+                   "else hardware.lanes)")
     q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")

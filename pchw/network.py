@@ -188,6 +188,9 @@ class Network:
     formats : Formats
     lanes : sequence of int, optional
         MAC lanes per weight layer (used by the gateware); default 1 each.
+    board_lanes : dict, optional
+        Lanes for particular boards (``pchw build --board NAME``): board name -> a sequence
+        like ``lanes``, or ``"auto"`` (the fastest that fits the board's budget).
     name, dataset : str, optional
         A display name and the default dataset for ``pchw train/eval``.
 
@@ -198,8 +201,8 @@ class Network:
     """
 
     def __init__(self, layers, activations, weights=None, biases=None, *, pc=None,
-                 formats=None, lanes=None, name=None, dataset=None, init_seed=0,
-                 source="network"):
+                 formats=None, lanes=None, board_lanes=None, name=None, dataset=None,
+                 init_seed=0, source="network"):
         self.source = source
         self.layers = self._check_layers(layers)
         L = len(self.layers) - 1
@@ -215,13 +218,16 @@ class Network:
         self.pc.validate(f"{source}: pc")
         self.formats = formats if formats is not None else Formats()
         self._check_formats()
-        if lanes is None:
-            lanes = [1] * L
-        if not isinstance(lanes, (list, tuple)) or len(lanes) != L or any(
-                isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in lanes):
-            _fail(f"{source}: hardware.lanes", f"needs {L} positive integers (one per weight "
-                                               f"layer), got {lanes!r}")
-        self.lanes = tuple(lanes)
+        self.lanes = self._check_lanes([1] * L if lanes is None else lanes, "hardware.lanes")
+        if board_lanes is None:
+            board_lanes = {}
+        if not isinstance(board_lanes, dict):
+            _fail(f"{source}: hardware.board_lanes", "must be a table of board = lanes")
+        self.board_lanes = {}
+        for board_name, value in board_lanes.items():
+            where = f"hardware.board_lanes.{board_name}"
+            self.board_lanes[board_name] = value if value == "auto" else \
+                self._check_lanes(value, where, auto=True)
         self.name = name
         self.dataset = dataset
         if weights is None and biases is None:
@@ -231,6 +237,15 @@ class Network:
         self.weights, self.biases = self._check_params(weights, biases, source)
 
     # -- validation ---------------------------------------------------------------------------
+
+    def _check_lanes(self, lanes, where, auto=False):
+        L = len(self.layers) - 1
+        if not isinstance(lanes, (list, tuple)) or len(lanes) != L or any(
+                isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in lanes):
+            also = ' or "auto"' if auto else ""
+            _fail(f"{self.source}: {where}", f"needs {L} positive integers (one per weight "
+                                             f"layer){also}, got {lanes!r}")
+        return tuple(lanes)
 
     def _check_layers(self, layers):
         where = f"{self.source}: network.layers"
@@ -318,19 +333,26 @@ class Network:
     def with_params(self, weights, biases):
         """A copy of this network with other parameters."""
         return Network(self.layers, self.activations, weights, biases, pc=self.pc,
-                       formats=self.formats, lanes=self.lanes, name=self.name,
-                       dataset=self.dataset, source=self.source)
+                       formats=self.formats, lanes=self.lanes, board_lanes=self.board_lanes,
+                       name=self.name, dataset=self.dataset, source=self.source)
 
     def with_settings(self, **changes):
         """A copy with PC settings changed (``mode=...``, ``inference_steps=...``, ...)."""
         return Network(self.layers, self.activations, self.weights, self.biases,
                        pc=replace(self.pc, **changes), formats=self.formats, lanes=self.lanes,
-                       name=self.name, dataset=self.dataset, source=self.source)
+                       board_lanes=self.board_lanes, name=self.name, dataset=self.dataset,
+                       source=self.source)
 
     def with_formats(self, formats):
         return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
-                       formats=formats, lanes=self.lanes, name=self.name, dataset=self.dataset,
-                       source=self.source)
+                       formats=formats, lanes=self.lanes, board_lanes=self.board_lanes,
+                       name=self.name, dataset=self.dataset, source=self.source)
+
+    def with_lanes(self, lanes):
+        """A copy with other lanes (the arithmetic, and so every result, stays the same)."""
+        return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
+                       formats=self.formats, lanes=lanes, board_lanes=self.board_lanes,
+                       name=self.name, dataset=self.dataset, source=self.source)
 
     # -- files --------------------------------------------------------------------------------
 
@@ -353,8 +375,11 @@ class Network:
         pc = {"mode": self.pc.mode, "inference_steps": self.pc.inference_steps,
               "inference_rate": self.pc.inference_rate, "learning_rate": self.pc.learning_rate,
               "weight_rounding": self.pc.weight_rounding, "seed": self.pc.seed}
-        return {"network": network, "pc": pc, "format": fmt,
-                "hardware": {"lanes": list(self.lanes)}}
+        hardware = {"lanes": list(self.lanes)}
+        if self.board_lanes:
+            hardware["board_lanes"] = {k: v if v == "auto" else list(v)
+                                       for k, v in sorted(self.board_lanes.items())}
+        return {"network": network, "pc": pc, "format": fmt, "hardware": hardware}
 
     def save(self, path):
         """Write ``network.toml`` and ``weights.npz`` into the folder ``path`` (created if needed)."""
@@ -483,14 +508,15 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
         if "weight" in table:
             weight_overrides[l] = _parse_format(table["weight"], f"{where}.weight")
     hardware = _table(d, "hardware", source)
-    _reject_unknown(hardware, {"lanes"}, f"{source}: [hardware]")
+    _reject_unknown(hardware, {"lanes", "board_lanes"}, f"{source}: [hardware]")
     name, dataset = net.get("name"), net.get("dataset")
     for key, value_ in (("name", name), ("dataset", dataset)):
         if value_ is not None and not isinstance(value_, str):
             _fail(f"{source}: network.{key}", "must be a string")
     network = Network(net["layers"], net["activations"], None, None,
                       pc=pc, formats=Formats(value, weight, value_overrides, weight_overrides),
-                      lanes=hardware.get("lanes"), name=name, dataset=dataset, source=source)
+                      lanes=hardware.get("lanes"), board_lanes=hardware.get("board_lanes"),
+                      name=name, dataset=dataset, source=source)
     if weights is not None:
         network.weights, network.biases = network._check_params(weights, biases,
                                                                 params_source or source)

@@ -218,8 +218,10 @@ def parse_reply(data):
 
 def network_id(network):
     """8 bytes identifying the description without weights: the start of the SHA-256 of the
-    canonical JSON (sorted keys, no spaces) of ``network.to_toml_dict()``."""
-    text = json.dumps(network.to_toml_dict(), sort_keys=True, separators=(",", ":"))
+    canonical JSON (sorted keys, no spaces) of ``network.to_toml_dict()`` without its
+    ``hardware`` table (lanes change the timing, never a reply: one id for every build)."""
+    description = {k: v for k, v in network.to_toml_dict().items() if k != "hardware"}
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).digest()[:NETWORK_ID_SIZE]
 
 

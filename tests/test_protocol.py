@@ -120,6 +120,7 @@ def test_network_id_ignores_weights_only():
     net = small()
     assert len(p.network_id(net)) == 8
     assert p.network_id(net) == p.network_id(net.with_params(*net.init_params(7)))
+    assert p.network_id(net) == p.network_id(net.with_lanes([3] * net.L))
     assert p.network_id(net) != p.network_id(net.with_settings(inference_steps=3))
     assert p.network_id(net) != p.network_id(narrow())
 

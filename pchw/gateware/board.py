@@ -52,6 +52,8 @@ class BoardTop(wiring.Component):
     frame_timeout_s : float
         A command whose bytes stop for this long is dropped without a reply
         (:data:`FRAME_TIMEOUT_S` by default; longer than USB-serial bridges' buffering gaps).
+    payload_ram_style : str, optional
+        Yosys ``ram_style`` of the command payload buffer (``"huge"``: iCE40UP5K SPRAM).
 
     Members
     -------
@@ -91,11 +93,12 @@ class BoardTop(wiring.Component):
     led_heartbeat: Out(1)
     led_activity: Out(1)
 
-    def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S):
+    def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S,
+                 payload_ram_style=None):
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
         self._frame_timeout_s = frame_timeout_s
-        self.network_top = NetworkTop(network)
+        self.network_top = NetworkTop(network, payload_ram_style=payload_ram_style)
         self.receiver = UARTReceiver(self._divisor)
         self.transmitter = UARTTransmitter(self._divisor)
         super().__init__()

@@ -7,7 +7,7 @@ is checked against :class:`pchw.protocol.FrameParser` and the transmitter agains
 
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,6 +85,10 @@ class FrameReceiver(wiring.Component):
     ----------
     max_payload : int
         Longest payload accepted (0..65535); the buffer has ``max(1, max_payload)`` bytes.
+    ram_style : str, optional
+        A Yosys ``ram_style`` for the buffer, e.g. ``"huge"`` for the iCE40UP5K's single-port
+        SPRAM. The buffer is single-port either way: one address, written while a payload
+        arrives, read otherwise (reads are disabled while writing, so the read data holds).
 
     Members
     -------
@@ -106,9 +110,13 @@ class FrameReceiver(wiring.Component):
     ``i_stream.ready`` is 1 from the next cycle on.
     """
 
-    def __init__(self, max_payload):
+    #: The buffer's submodule name (Yosys scripts select its memory by it).
+    BUFFER_NAME = "payload_buffer"
+
+    def __init__(self, max_payload, *, ram_style=None):
         self._max_payload = _check_max_payload(max_payload)
         self._depth = max(1, self._max_payload)
+        self._ram_style = ram_style
         super().__init__({
             "i_stream": In(stream.Signature(8)),
             "o_frame": Out(stream.Signature(FrameInfo)),
@@ -133,14 +141,19 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = memory.Memory(shape=8, depth=self._depth, init=[])
+        attrs = {"ram_style": self._ram_style} if self._ram_style else None
+        buffer = memory.Memory(shape=8, depth=self._depth, init=[], attrs=attrs)
+        m.submodules[self.BUFFER_NAME] = buffer
         write = buffer.write_port()
         read = buffer.read_port()
-        m.d.comb += [read.addr.eq(self.buf_addr), self.buf_data.eq(read.data)]
-
         info = Signal(FrameInfo)
         crc = Signal(8)
         count = Signal(16)
+        # One address for both ports (a single-port RAM): the payload count while writing.
+        addr = Signal.like(write.addr)
+        m.d.comb += [addr.eq(Mux(write.en, count, self.buf_addr)), write.addr.eq(addr),
+                     read.addr.eq(addr), read.en.eq(~write.en), self.buf_data.eq(read.data)]
+
         byte = self.i_stream.payload
         take = self.i_stream.valid & self.i_stream.ready
         m.d.comb += self.o_frame.p.eq(info)
@@ -185,7 +198,6 @@ class FrameReceiver(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [
                     self.i_stream.ready.eq(1),
-                    write.addr.eq(count),
                     write.data.eq(byte),
                     write.en.eq(take),
                 ]

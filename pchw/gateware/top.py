@@ -37,15 +37,18 @@ class NetworkTop(wiring.Component):
     Every complete command frame gets exactly one reply frame; a malformed or unknown command
     gets an error reply and leaves the parameters untouched. A pulse on ``frame_abort`` drops a
     partly received command without a reply (tie it to 0 where no link timeout is wanted).
+    ``payload_ram_style`` is the command payload buffer's Yosys ``ram_style``
+    (:class:`~pchw.gateware.framing.FrameReceiver`).
     """
 
     i_stream: In(stream.Signature(8))
     o_stream: Out(stream.Signature(8))
     frame_abort: In(1)      # drop a partly received command (a link's inter-byte timeout)
 
-    def __init__(self, network):
+    def __init__(self, network, *, payload_ram_style=None):
         self._net = network
         self._max_payload = protocol.max_payload(network)
+        self._payload_ram_style = payload_ram_style
         self.core = PCCore(network)
         super().__init__()
 
@@ -53,7 +56,8 @@ class NetworkTop(wiring.Component):
         m = Module()
         net, L = self._net, self._net.L
         n = net.layers
-        m.submodules.rx = rx = FrameReceiver(self._max_payload)
+        m.submodules.rx = rx = FrameReceiver(self._max_payload,
+                                             ram_style=self._payload_ram_style)
         m.submodules.tx = tx = FrameTransmitter()
         m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.i_stream), rx.i_stream)
