@@ -583,8 +583,10 @@ def _client(scheduler, workers, progress):
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count() or 1
+    # No dashboard; the scheduler's HTTP endpoints (which it serves anyway) on a free loopback
+    # port, not the default 8787 that another cluster may hold.
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
     progress(f"dask LocalCluster: {workers} worker process(es), one thread each")
     return Client(cluster, set_as_default=False), cluster
 

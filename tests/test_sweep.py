@@ -387,7 +387,8 @@ def dask_cluster(tmp_path):
 
     try:
         start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port),
-                            "--no-dashboard", "--idle-timeout", "600"])
+                            "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                            "--idle-timeout", "600"])
         for name in ("w1", "w2"):
             start(name, ["worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
                          "--host", "127.0.0.1", "--no-dashboard", "--death-timeout", "60",
