@@ -473,6 +473,7 @@ def evaluate_point(network, settings, point, trained, build_dir):
                     "resources": "estimate", "lut": est.luts, "dsp": est.dsps}
         from .build import build
         directory = Path(build_dir)
+        (directory / "report.json").unlink(missing_ok=True)    # an earlier attempt's
         start = time.perf_counter()
         try:
             result = build(net, point.board, directory, progress=lambda line: None)
@@ -544,9 +545,6 @@ class Cache:
             result["has_params"] = True
         self._write(self.folder / f"{key}.json",
                     lambda p: p.write_text(json.dumps(result, indent=1) + "\n"))
-
-    def keys(self):
-        return {p.stem for p in self.folder.glob("*.json")}
 
 
 # -- running a sweep ------------------------------------------------------------------------------
