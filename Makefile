@@ -75,11 +75,13 @@ test: $(BIN)/.installed system-deps
 test-rtl: $(BIN)/.installed system-deps
 	$(PY) -m pytest -q rtl_tests
 
-# FULL=1 adds the long parts: PC learning on chip in Verilator, the standard-mode width sweep and
-# a bitstream (see each script's --help).
+# FULL=1 adds the long parts: PC learning on chip in Verilator, the standard-mode width sweep,
+# and bitstreams of the committed models for each board (see each script's --help); without it,
+# board_throughput.py uses the build reports already in build/.
 bench: $(BIN)/.installed system-deps
 	$(PY) bench/golden_throughput.py
 	$(PY) bench/hardware_cycles.py
+	$(PY) bench/board_throughput.py $(if $(FULL),--build)
 	$(PY) bench/depth_scaling.py
 	$(PY) bench/software_peers.py
 	$(PY) bench/learning_quality.py $(if $(FULL),--full)
