@@ -918,7 +918,7 @@ def _markdown(network, grid, rows, fronts, best):
 
 
 def _plot(network, groups, fronts, path):
-    """Accuracy against LUTs per board, coloured by learning samples/s; the front joined."""
+    """Accuracy against LUTs per board, coloured by learning samples/s; the front circled."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
@@ -940,8 +940,8 @@ def _plot(network, groups, fronts, path):
         points = ax.scatter([r["lut"] for r in group], [r["accuracy"] for r in group],
                             c=[r["learn_per_s"] for r in group], norm=norm, cmap="viridis",
                             s=25, alpha=0.6)
-        front = sorted(fronts[name], key=lambda r: r["lut"])
-        ax.plot([r["lut"] for r in front], [r["accuracy"] for r in front], "o-",
+        front = fronts[name]         # not joined: it is a front in four dimensions, not two
+        ax.plot([r["lut"] for r in front], [r["accuracy"] for r in front], "o", ms=10,
                 mfc="none", color="tab:red", label="Pareto front")
         ax.legend(loc="lower right")
         fig.colorbar(points, ax=ax, label="learning steps/s")

@@ -1,9 +1,10 @@
 """``pchw sweep``: grid validation, the sweep on a LocalCluster and on a separately started dask
 scheduler with a worker killed mid-sweep, the result cache, and a sweep with real builds.
 
-Times on the 2-core machine: the accuracy-only xor sweep about 15 s (8 trainings of 300
-epochs, 24 tasks), the scheduler test about 20 s, the build test (one xor bitstream on
-ulx3s-85f) about 90 s; it is marked ``slow`` (``pytest -m "not slow"`` leaves it out).
+Times on the 2-core machine, shared with other jobs: the accuracy-only xor sweep 11 to 15 s
+(8 trainings of 300 epochs, 24 tasks), the scheduler test 14 to 22 s, the build test (one xor
+bitstream on ulx3s-85f) 37 to 75 s; it is marked ``slow`` (``pytest -m "not slow"`` leaves it
+out).
 """
 
 import json
