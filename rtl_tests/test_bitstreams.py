@@ -147,3 +147,21 @@ def test_flash_hands_the_bitstream_to_the_programmer(xor_ulx3s, tmp_path, monkey
     assert main(["flash", "models/iris", "--board", "ulx3s-85f", "-o",
                  str(result.directory)]) == 1
     assert "no bitstream" in capsys.readouterr().err
+
+
+def test_pll_clock_on_icebreaker(tmp_path):
+    """``--clock 16``: the design runs at the 16.125 MHz the iCE40 PLL makes from 12 MHz (the
+    nearest; icepll's settings), nextpnr derives that constraint through the PLL, and the
+    UART divisor and the report follow the new clock."""
+    require_tools("ice40")
+    network = pchw.load("models/xor")
+    result = build.build(network, "icebreaker", tmp_path, clock_hz=16e6,
+                         progress=lambda line: None)
+    r = result.report
+    assert r["pll"] == {"DIVR": 0, "DIVF": 85, "DIVQ": 6, "FILTER_RANGE": 1}
+    assert r["clock_hz"] == 16.125e6 and r["oscillator_hz"] == 12e6
+    assert r["uart_divisor"] == round(16.125e6 / 115200)
+    assert abs(r["fmax"]["target_mhz"] - 16.125) < 0.02 and result.timing_met
+    assert "Derived frequency constraint of 16.1 MHz" in (tmp_path / "pchw_xor.tim").read_text()
+    assert r["throughput"]["at_board_clock"]["INFER"]["samples_per_s_compute"] == round(
+        16.125e6 / r["throughput"]["at_board_clock"]["INFER"]["command_latency_cycles"], 1)

@@ -315,7 +315,7 @@ def test_build_command_exit_follows_timing(met, monkeypatch, capsys, tmp_path):
     if met:
         assert code == 0
     else:
-        assert code == 1 and "timing failed: Fmax 20.0 MHz is below the 25.0 MHz board clock" \
+        assert code == 1 and "timing failed: Fmax 20.0 MHz is below the 25.0 MHz design clock" \
             in captured.err
 
 
@@ -361,3 +361,54 @@ def test_flash_runs_the_platform_programmer(capsys, tmp_path, monkeypatch):
     err = _one_line_error(capsys, ["flash", "models/xor", "--board", "icebreaker",
                                    "-o", str(tmp_path)])
     assert "iceprog failed (exit status 2): is the board plugged in" in err
+
+
+# -- PLL ------------------------------------------------------------------------------------------
+
+def test_ice40_pll_settings():
+    from pchw.gateware.clocks import ice40_pll
+    # What Yosys' icepll prints for 12 -> 24 MHz: DIVR 0, DIVF 63, DIVQ 5, FILTER_RANGE 1.
+    assert ice40_pll(12e6, 24e6).params == {"DIVR": 0, "DIVF": 63, "DIVQ": 5, "FILTER_RANGE": 1}
+    for target in (16e6, 18e6, 20e6, 30e6, 48e6, 100e6):
+        pll = ice40_pll(12e6, target)
+        p = pll.params
+        f_pfd = 12e6 / (p["DIVR"] + 1)
+        f_vco = f_pfd * (p["DIVF"] + 1)
+        assert 10e6 <= f_pfd <= 133e6 and 533e6 <= f_vco <= 1066e6
+        assert pll.f_out == f_vco / 2 ** p["DIVQ"] and abs(pll.f_out - target) < 0.01 * target
+
+
+def test_ecp5_pll_settings():
+    from pchw.gateware.clocks import ecp5_pll
+    for target in (33e6, 40e6, 50e6, 100e6):
+        pll = ecp5_pll(25e6, target)
+        p = pll.params
+        assert pll.f_out == 25e6 / p["CLKI_DIV"] * p["CLKFB_DIV"]
+        assert 400e6 <= pll.f_out * p["CLKOP_DIV"] <= 800e6
+        assert abs(pll.f_out - target) < 0.015 * target     # 33 MHz: 25 x 4 / 3
+    assert ecp5_pll(25e6, 50e6).params["CLKI_DIV"] == 1
+
+
+def test_clock_option_errors(capsys):
+    assert build.pll_for(boards.board("icebreaker"), None) is None
+    assert build.pll_for(boards.board("icebreaker"), 12e6) is None
+    for argv, message in (
+            (["--clock", "0"], "--clock 0: the clock must be a positive frequency in MHz"),
+            (["--clock", "900"], "--clock 900: the PLL of icebreaker cannot make it from its 12 "
+                                 "MHz oscillator; the nearest is 270 MHz")):
+        err = _one_line_error(capsys, ["build", "models/xor", "--board", "icebreaker", *argv])
+        assert message in err
+
+
+def test_build_plan_with_a_pll():
+    require_amaranth_boards()
+    xor = pchw.load("models/xor")
+    for name, mhz, cell in (("icebreaker", 18, "SB_PLL40_PAD"), ("ulx3s-85f", 40, "EHXPLLL")):
+        target = boards.board(name)
+        _, top, plan = build.prepare(xor, target, clock_hz=mhz * 1e6)
+        assert top.clock_hz == mhz * 1e6 and top.pll is not None
+        assert top.divisor == round(mhz * 1e6 / 115200)
+        rtlil = plan.files["pchw_xor.il"]
+        assert f"cell \\{cell}" in rtlil and "pll_clk" in rtlil
+    _, top, plan = build.prepare(xor, boards.board("icebreaker"))
+    assert top.pll is None and "SB_PLL40" not in plan.files["pchw_xor.il"]

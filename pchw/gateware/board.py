@@ -7,11 +7,12 @@ from the platform; in simulation the UART lines are plain ports.
 """
 
 from amaranth.build import ResourceError
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import PchwError
+from .clocks import PLLClock
 from .top import NetworkTop
 from .uart import UARTReceiver, UARTTransmitter, divisor_for
 
@@ -54,6 +55,9 @@ class BoardTop(wiring.Component):
         (:data:`FRAME_TIMEOUT_S` by default; longer than USB-serial bridges' buffering gaps).
     payload_ram_style : str, optional
         Yosys ``ram_style`` of the command payload buffer (``"huge"``: iCE40UP5K SPRAM).
+    pll : PLLSettings, optional
+        On a platform, make the ``sync`` domain (``clock_hz``) from the board's clock through
+        this PLL (:class:`~pchw.gateware.clocks.PLLClock`); else the platform's default clock.
 
     Members
     -------
@@ -94,7 +98,10 @@ class BoardTop(wiring.Component):
     led_activity: Out(1)
 
     def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S,
-                 payload_ram_style=None):
+                 payload_ram_style=None, pll=None):
+        if pll is not None and pll.f_out != clock_hz:
+            raise ValueError(f"clock_hz {clock_hz} is not the PLL's output {pll.f_out}")
+        self._pll = pll
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
         self._frame_timeout_s = frame_timeout_s
@@ -104,9 +111,24 @@ class BoardTop(wiring.Component):
         super().__init__()
 
     @property
+    def pll(self):
+        """The :class:`~pchw.gateware.clocks.PLLSettings`, or None."""
+        return self._pll
+
+    @property
+    def clock_hz(self):
+        """Frequency of the ``sync`` domain (the PLL's output when there is one)."""
+        return self._clock_hz
+
+    @property
     def divisor(self):
         """Clock cycles per UART bit."""
         return self._divisor
+
+    @property
+    def pll(self):
+        """The :class:`~pchw.gateware.clocks.PLLSettings`, or None."""
+        return self._pll
 
     @property
     def clock_hz(self):
@@ -154,6 +176,10 @@ class BoardTop(wiring.Component):
                     break
 
         m = Module()
+        if platform is not None and self._pll is not None:
+            m.submodules.clock = clock = PLLClock(self._pll)
+            m.domains.sync = ClockDomain("sync")
+            m.d.comb += [ClockSignal("sync").eq(clock.clk), ResetSignal("sync").eq(clock.rst)]
         m.submodules.receiver = rx = self.receiver
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
         m.submodules.network = top = self.network_top
