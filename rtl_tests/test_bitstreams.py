@@ -161,7 +161,7 @@ def test_pll_clock_on_icebreaker(tmp_path):
     assert r["pll"] == {"DIVR": 0, "DIVF": 85, "DIVQ": 6, "FILTER_RANGE": 1}
     assert r["clock_hz"] == 16.125e6 and r["oscillator_hz"] == 12e6
     assert r["uart_divisor"] == round(16.125e6 / 115200)
-    assert abs(r["fmax"]["target_mhz"] - 16.125) < 0.02 and result.timing_met
+    assert abs(r["fmax"]["target_mhz"] - 16.125) < 0.05 and result.timing_met
     assert "Derived frequency constraint of 16.1 MHz" in (tmp_path / "pchw_xor.tim").read_text()
     assert r["throughput"]["at_board_clock"]["INFER"]["samples_per_s_compute"] == round(
         16.125e6 / r["throughput"]["at_board_clock"]["INFER"]["command_latency_cycles"], 1)
