@@ -47,28 +47,16 @@ def _build(tmp_path_factory, network, board_name):
 
 
 @pytest.fixture(scope="module")
-def xor_ulx3s(tmp_path_factory):
-    return _build(tmp_path_factory, pchw.load("models/xor"), "ulx3s-85f")
+def built(tmp_path_factory):
+    """``built(model, board)``: the build of a committed model, made once per module."""
+    cache = {}
 
-
-@pytest.fixture(scope="module")
-def iris_ulx3s(tmp_path_factory):
-    return _build(tmp_path_factory, pchw.load("models/iris"), "ulx3s-85f")
-
-
-@pytest.fixture(scope="module")
-def xor_icebreaker(tmp_path_factory):
-    return _build(tmp_path_factory, pchw.load("models/xor"), "icebreaker")
-
-
-@pytest.fixture(scope="module")
-def iris_icebreaker(tmp_path_factory):
-    return _build(tmp_path_factory, pchw.load("models/iris"), "icebreaker")
-
-
-@pytest.fixture(scope="module")
-def digits_icebreaker(tmp_path_factory):
-    return _build(tmp_path_factory, pchw.load("models/digits"), "icebreaker")
+    def get(model, board_name):
+        if (model, board_name) not in cache:
+            cache[model, board_name] = _build(tmp_path_factory, pchw.load(f"models/{model}"),
+                                              board_name)
+        return cache[model, board_name]
+    return get
 
 
 def check_report(result, described, target, lanes):
@@ -104,8 +92,8 @@ def check_report(result, described, target, lanes):
     return result.bitstream.read_bytes()
 
 
-def test_xor_on_ulx3s_85f(xor_ulx3s):
-    result, progress = xor_ulx3s
+def test_xor_on_ulx3s_85f(built):
+    result, progress = built("xor", "ulx3s-85f")
     network, target = pchw.load("models/xor"), boards.board("ulx3s-85f")
     bitstream = check_report(result, network, target, (2, 2))
     assert b"Part: LFE5U-85F" in bitstream[:64] and b"\xff\xff\xbd\xb3" in bitstream[:64]
@@ -114,15 +102,15 @@ def test_xor_on_ulx3s_85f(xor_ulx3s):
     assert result.report["resources"]["LUTRAM"]["used"] > 0    # small memories: distributed RAM
 
 
-def test_iris_on_ulx3s_85f(iris_ulx3s):
-    result, _ = iris_ulx3s
+def test_iris_on_ulx3s_85f(built):
+    result, _ = built("iris", "ulx3s-85f")
     check_report(result, pchw.load("models/iris"), boards.board("ulx3s-85f"), (4, 2))
     assert result.report["resources"]["DSP"]["used"] == 12
 
 
 @pytest.mark.parametrize("model, lanes", [("xor", (2, 2)), ("iris", (2, 2)), ("digits", (3, 1))])
-def test_committed_models_on_icebreaker(model, lanes, request):
-    result, progress = request.getfixturevalue(f"{model}_icebreaker")
+def test_committed_models_on_icebreaker(model, lanes, built):
+    result, progress = built(model, "icebreaker")
     described = pchw.load(f"models/{model}")
     bitstream = check_report(result, described, boards.board("icebreaker"), lanes)
     assert b"\x7e\xaa\x99\x7e" in bitstream[:16]                  # iCE40 sync word
@@ -132,10 +120,10 @@ def test_committed_models_on_icebreaker(model, lanes, request):
     assert any(announced in line for line in progress) == (lanes != described.lanes)
 
 
-def test_flash_hands_the_bitstream_to_the_programmer(xor_ulx3s, tmp_path, monkeypatch, capsys):
+def test_flash_hands_the_bitstream_to_the_programmer(built, tmp_path, monkeypatch, capsys):
     """``pchw flash`` runs the platform's programmer (here a stand-in for openFPGALoader) on
     the built bitstream; a model that was not built there is refused."""
-    result, _ = xor_ulx3s
+    result, _ = built("xor", "ulx3s-85f")
     calls = tmp_path / "calls"
     programmer = tmp_path / "openFPGALoader"
     programmer.write_text(f'#!/bin/sh\necho "$@" > {calls}\n')

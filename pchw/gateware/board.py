@@ -126,15 +126,6 @@ class BoardTop(wiring.Component):
         return self._divisor
 
     @property
-    def pll(self):
-        """The :class:`~pchw.gateware.clocks.PLLSettings`, or None."""
-        return self._pll
-
-    @property
-    def clock_hz(self):
-        return self._clock_hz
-
-    @property
     def baud(self):
         return self._baud
 
