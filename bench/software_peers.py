@@ -23,16 +23,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+import board_throughput  # noqa: E402
 import golden_throughput  # noqa: E402
 
 import pchw  # noqa: E402
 from pchw import backprop  # noqa: E402
-from pchw.boards import BOARDS  # noqa: E402
+from pchw import boards  # noqa: E402
 from pchw.datasets import load_dataset  # noqa: E402
 from pchw.latency import core_infer_cycles, core_learn_cycles  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
 ONLINE = "learning, online (batch 1)"
 STEPS = 50                      # learning steps per timed call, as golden_throughput's
 
@@ -94,24 +94,25 @@ def torch_backprop(network, x, targets):
 
 
 def fpga_rows(network):
-    """Compute-only learning samples/s of the core: clock / (feedforward + learning cycles)."""
-    cycles = core_infer_cycles(network) + core_learn_cycles(network)
+    """Compute-only learning samples/s of the core on each board, with the lanes it is built
+    with there: clock / (feedforward + learning cycles), at the board's oscillator and, when a
+    current build report exists (bench/board_throughput.py), at its Fmax."""
     rows = []
-    for name, board in BOARDS.items():
-        report = ROOT / "build" / name / (network.name or "top") / "report.json"
-        built = json.loads(report.read_text()) if report.exists() else None
-        if built and built.get("description_hash") == network.description_hash() and \
-                built.get("fmax"):
-            mhz = built["fmax"]["achieved_mhz"]
-            rows.append({"peer": f"FPGA {name}, at Fmax {mhz} MHz (nextpnr, {report.parent})",
+    for name in board_throughput.BOARDS:
+        target = boards.board(name)
+        lanes = boards.lanes_for(network, target)
+        built = network.with_lanes(lanes)
+        cycles = core_infer_cycles(built) + core_learn_cycles(built)
+        where = f"FPGA {name}, lanes {'/'.join(map(str, lanes))}"
+        rows.append({"peer": f"{where}, at the {target.clock_hz / 1e6:g} MHz board clock",
+                     "samples_per_s": target.clock_hz / cycles, "cycles": cycles,
+                     "source": "pchw.latency cycles"})
+        report = board_throughput.current_report(network, target, lanes)
+        if report and report.get("fmax"):
+            mhz = report["fmax"]["achieved_mhz"]
+            rows.append({"peer": f"{where}, at Fmax {mhz} MHz (nextpnr)",
                          "samples_per_s": mhz * 1e6 / cycles, "cycles": cycles,
                          "source": "pchw.latency cycles, build report Fmax"})
-    clock = {b.clock_hz for b in BOARDS.values()}
-    for hz in sorted(clock):
-        rows.append({"peer": f"FPGA core at the {hz / 1e6:g} MHz board clock "
-                     f"({', '.join(n for n, b in BOARDS.items() if b.clock_hz == hz)})",
-                     "samples_per_s": hz / cycles, "cycles": cycles,
-                     "source": "pchw.latency cycles"})
     return rows
 
 

@@ -293,8 +293,9 @@ def auto_lanes(network, target):
 
     Greedy on the critical path: starting from one lane per layer, give the layer with the
     longest pass that can still grow its next useful lane count, while :func:`check_fit`
-    accepts the network with the logic estimate within the device (layers relax in parallel, so the longest pass sets every phase; the
-    feedforward pass gains from every layer). Returns a tuple.
+    accepts the network with the logic estimate within the device (layers relax in parallel,
+    so the longest pass sets every phase; the feedforward pass gains from every layer).
+    Returns a tuple.
 
     Raises
     ------
@@ -321,9 +322,9 @@ def auto_lanes(network, target):
 def lanes_for(network, target, override=None):
     """The lanes ``network`` is built with on ``target``: ``override`` (a sequence, or
     ``"auto"``), else the description's ``hardware.board_lanes`` entry for the board, else its
-    ``hardware.lanes``."""
-    choice = override if override is not None else \
-        network.board_lanes.get(target.name, network.lanes)
+    ``hardware.lanes`` (which may be ``"auto"`` too)."""
+    default = "auto" if network.lanes_auto else network.lanes
+    choice = override if override is not None else network.board_lanes.get(target.name, default)
     if choice == "auto":
         return auto_lanes(network, target)
     return network.with_lanes(list(choice)).lanes

@@ -15,8 +15,8 @@ message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); the error 
 
 from .protocol import Opcode, value_bytes
 
-__all__ = ["pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample",
-           "command_latency"]
+__all__ = ["pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles",
+           "macs_per_sample", "command_latency"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 

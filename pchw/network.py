@@ -186,8 +186,10 @@ class Network:
         If omitted, drawn with :meth:`init_params` from ``init_seed``.
     pc : PCSettings
     formats : Formats
-    lanes : sequence of int, optional
-        MAC lanes per weight layer (used by the gateware); default 1 each.
+    lanes : sequence of int or "auto", optional
+        MAC lanes per weight layer (used by the gateware); default 1 each. ``"auto"``: chosen
+        per board from its budget by ``pchw build`` (:func:`pchw.boards.auto_lanes`), one each
+        where no board is involved (``pchw verilog``, ``pchw sim``).
     board_lanes : dict, optional
         Lanes for particular boards (``pchw build --board NAME``): board name -> a sequence
         like ``lanes``, or ``"auto"`` (the fastest that fits the board's budget).
@@ -218,7 +220,9 @@ class Network:
         self.pc.validate(f"{source}: pc")
         self.formats = formats if formats is not None else Formats()
         self._check_formats()
-        self.lanes = self._check_lanes([1] * L if lanes is None else lanes, "hardware.lanes")
+        self.lanes_auto = isinstance(lanes, str) and lanes == "auto"
+        self.lanes = self._check_lanes([1] * L if lanes is None or self.lanes_auto else lanes,
+                                       "hardware.lanes", auto=True)
         if board_lanes is None:
             board_lanes = {}
         if not isinstance(board_lanes, dict):
@@ -226,8 +230,8 @@ class Network:
         self.board_lanes = {}
         for board_name, value in board_lanes.items():
             where = f"hardware.board_lanes.{board_name}"
-            self.board_lanes[board_name] = value if value == "auto" else \
-                self._check_lanes(value, where, auto=True)
+            self.board_lanes[board_name] = value if isinstance(value, str) and \
+                value == "auto" else self._check_lanes(value, where, auto=True)
         self.name = name
         self.dataset = dataset
         if weights is None and biases is None:
@@ -333,20 +337,25 @@ class Network:
     def with_params(self, weights, biases):
         """A copy of this network with other parameters."""
         return Network(self.layers, self.activations, weights, biases, pc=self.pc,
-                       formats=self.formats, lanes=self.lanes, board_lanes=self.board_lanes,
+                       formats=self.formats, lanes=self._lanes_arg, board_lanes=self.board_lanes,
                        name=self.name, dataset=self.dataset, source=self.source)
 
     def with_settings(self, **changes):
         """A copy with PC settings changed (``mode=...``, ``inference_steps=...``, ...)."""
         return Network(self.layers, self.activations, self.weights, self.biases,
-                       pc=replace(self.pc, **changes), formats=self.formats, lanes=self.lanes,
+                       pc=replace(self.pc, **changes), formats=self.formats,
+                       lanes=self._lanes_arg,
                        board_lanes=self.board_lanes, name=self.name, dataset=self.dataset,
                        source=self.source)
 
     def with_formats(self, formats):
         return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
-                       formats=formats, lanes=self.lanes, board_lanes=self.board_lanes,
+                       formats=formats, lanes=self._lanes_arg, board_lanes=self.board_lanes,
                        name=self.name, dataset=self.dataset, source=self.source)
+
+    @property
+    def _lanes_arg(self):
+        return "auto" if self.lanes_auto else self.lanes
 
     def with_lanes(self, lanes):
         """A copy with other lanes (the arithmetic, and so every result, stays the same)."""
@@ -375,7 +384,7 @@ class Network:
         pc = {"mode": self.pc.mode, "inference_steps": self.pc.inference_steps,
               "inference_rate": self.pc.inference_rate, "learning_rate": self.pc.learning_rate,
               "weight_rounding": self.pc.weight_rounding, "seed": self.pc.seed}
-        hardware = {"lanes": list(self.lanes)}
+        hardware = {"lanes": "auto" if self.lanes_auto else list(self.lanes)}
         if self.board_lanes:
             hardware["board_lanes"] = {k: v if v == "auto" else list(v)
                                        for k, v in sorted(self.board_lanes.items())}
@@ -410,7 +419,7 @@ class Network:
                  f"weight_rounding={self.pc.weight_rounding}"]
         for l in range(self.L + 1):
             w = f"  W_{l},b_{l} {self.weight_format(l)}" if l else ""
-            lanes = f"  lanes {self.lanes[l - 1]}" if l else ""
+            lanes = f"  lanes {'auto' if self.lanes_auto else self.lanes[l - 1]}" if l else ""
             lines.append(f"layer {l}    n={self.layers[l]}  values {self.value_format(l)}{w}{lanes}")
         bits = self.memory_bits()
         lines.append(f"memory     {bits['parameters']} bits of parameters + {bits['state']} bits "

@@ -412,3 +412,21 @@ def test_build_plan_with_a_pll():
         assert f"cell \\{cell}" in rtlil and "pll_clk" in rtlil
     _, top, plan = build.prepare(xor, boards.board("icebreaker"))
     assert top.pll is None and "SB_PLL40" not in plan.files["pchw_xor.il"]
+
+
+def test_lanes_auto_in_the_description(tmp_path):
+    digits = pchw.load("models/digits")
+    auto = pchw.Network(digits.layers, digits.activations, digits.weights, digits.biases,
+                        pc=digits.pc, formats=digits.formats, lanes="auto", name="digits")
+    assert auto.lanes == (1, 1) and auto.lanes_auto                 # no board: one lane each
+    for name in ("icebreaker", "ulx3s-85f"):
+        target = boards.board(name)
+        assert boards.lanes_for(auto, target) == boards.auto_lanes(digits, target)
+    auto.save(tmp_path)
+    assert 'lanes = "auto"' in (tmp_path / "network.toml").read_text()
+    again = pchw.load(tmp_path)
+    assert again.lanes_auto and again.with_settings(inference_steps=2).lanes_auto
+    assert not again.with_lanes([2, 1]).lanes_auto
+    with pytest.raises(PchwError, match=r'hardware.lanes: needs 2 positive integers \(one per '
+                                        r'weight layer\) or "auto", got \'fast\''):
+        pchw.Network([2, 3, 1], ["relu", "relu"], lanes="fast")
