@@ -470,8 +470,9 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
     description_hash = network.description_hash()     # of the description, whatever the lanes
     chosen_lanes = lanes_for(network, target, lanes)
     if chosen_lanes != network.lanes:
+        default = "auto" if network.lanes_auto else "/".join(map(str, network.lanes))
         progress(f"lanes {'/'.join(map(str, chosen_lanes))} on {target.name} (the description "
-                 f"says {'/'.join(map(str, network.lanes))} by default)")
+                 f"says {default} by default)")
         network = network.with_lanes(chosen_lanes)
     est = estimate(network, target) if force else check_fit(network, target)
     directory = Path(directory or default_dir(network, target.name))
