@@ -808,9 +808,15 @@ def pareto_front(rows):
 
 
 def best_point(rows):
-    """The most accurate ``ok`` row (then fewest LUTs, then most learning samples/s), or None."""
+    """The most accurate ``ok`` row (then fewest LUTs, then most learning samples/s), or None.
+
+    Rows built through place and route come first: an estimate that fits may not (the
+    pre-synthesis estimate is rough), so it is the best point only when no built point is ok.
+    """
     ok = [r for r in rows if r["status"] == "ok"]
-    return min(ok, key=lambda r: (-r["accuracy"], r["lut"], -r["learn_per_s"]), default=None)
+    built = [r for r in ok if r.get("resources") == "place and route"]
+    return min(built or ok, key=lambda r: (-r["accuracy"], r["lut"], -r["learn_per_s"]),
+               default=None)
 
 
 def _groups(rows):

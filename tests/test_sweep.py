@@ -244,6 +244,9 @@ def test_pareto_front_and_best_point():
     assert sweep.best_point([_r("x", 0.5, 1, 1, 1, "timing failed")]) is None
     tie = [_r("slow", 0.9, 1000, 4, 100), _r("small", 0.9, 900, 6, 10)]
     assert sweep.best_point(tie)["point"] == "small"
+    # A point measured after place and route beats a more accurate estimate.
+    built = dict(_r("built", 0.8, 5000, 8, 100), resources="place and route")
+    assert sweep.best_point(rows + [built])["point"] == "built"
 
 
 # -- sweeps ---------------------------------------------------------------------------------------
