@@ -174,7 +174,7 @@ def _hardware_section(network, model, board_name):
                  f"{100 * v['used'] / v['available']:.0f}%" if v["available"] else "-"]
                 for k, v in r.get("resources", {}).items()]
         f = r.get("fmax")
-        timing = (f"Fmax {f['achieved_mhz']} MHz against the {f['target_mhz']} MHz board clock: "
+        timing = (f"Fmax {f['achieved_mhz']} MHz against the {f['target_mhz']} MHz clock: "
                   f"timing {'met' if f['met'] else '<b>failed</b>'}.") if f else \
             "nextpnr reported no Fmax."
         tput = []
@@ -184,7 +184,8 @@ def _hardware_section(network, model, board_name):
                              f"{t['samples_per_s_compute']:,.0f}",
                              f"{t['samples_per_s_uart']:,.0f}"])
         parts += [f"<h3>{html.escape(name)} ({html.escape(str(r.get('device', '')))})</h3>",
-                  _p(f"From {_code(path)} ({html.escape(str(r.get('generator', '')))}).{note}"),
+                  _p(f"From {_code(path)} ({html.escape(str(r.get('generator', '')))}), lanes "
+                     f"{'/'.join(map(str, r.get('lanes', [])))}.{note}"),
                   _table(["resource", "cell", "used", "available", "%"], rows, numeric_from=2),
                   _p(timing),
                   _table(["command", "clock", "latency (cycles)", "samples/s, compute",
