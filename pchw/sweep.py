@@ -190,6 +190,17 @@ def _parse_board(value, where):
     return value
 
 
+def _model_lanes(network, board_name):
+    """The lanes ``network`` builds with on the board: its ``hardware.board_lanes`` entry or
+    ``"auto"`` choice (:func:`pchw.boards.lanes_for`), else ``hardware.lanes``; one lane per
+    layer when even that does not fit (the point's fit check then says why)."""
+    from .boards import board, lanes_for
+    try:
+        return tuple(lanes_for(network, board(board_name)))
+    except PchwError:
+        return (1,) * network.L
+
+
 def _parse_train(table, network, where):
     from .datasets import DATASETS
     if not isinstance(table, dict):
@@ -215,7 +226,8 @@ def _parse_train(table, network, where):
 
 
 def parse_grid(d, network, source="sweep.toml"):
-    """A :class:`Grid` from a parsed grid file; an axis left out takes the model's setting.
+    """A :class:`Grid` from a parsed grid file; an axis left out takes the model's setting
+    (for ``lanes``, the lanes the model builds with on each board: :func:`_model_lanes`).
 
     Raises
     ------
@@ -262,7 +274,7 @@ def parse_grid(d, network, source="sweep.toml"):
             power_of_two_shift(v, w)
             return float(v)
         rates = _axis(table, "learning_rate", where, pc.learning_rate, rate, "[0.0625, 0.03125]")
-        lanes = _axis(table, "lanes", where, network.lanes, _parse_lanes(network),
+        lanes = _axis(table, "lanes", where, None, _parse_lanes(network),
                       f"[1, {[2] * network.L}]")
         if "boards" not in table:
             _fail(f"{where}.boards", 'missing: name at least one board, e.g. boards = '
@@ -280,7 +292,8 @@ def parse_grid(d, network, source="sweep.toml"):
                                 tp = TrainPoint(v, w, r, m, t, eta)
                                 for p in lanes:
                                     for b in boards:
-                                        points.setdefault(Point(tp, p, b, build), None)
+                                        lanes_b = p or _model_lanes(network, b)
+                                        points.setdefault(Point(tp, lanes_b, b, build), None)
     return Grid(source, settings, tuple(points))
 
 

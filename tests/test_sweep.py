@@ -98,6 +98,13 @@ def test_grid_cross_product_defaults_and_duplicates(tmp_path, xor):
     (only,) = grid.points
     net = sweep.variant(xor, only.train, only.lanes)
     assert net.description_hash() == xor.description_hash()
+    # The lanes left out are the ones the model builds with on each board.
+    digits = pchw.load(ROOT / "models" / "digits")
+    grid = grid_from(tmp_path, '[[grid]]\nboards = ["icebreaker", "ulx3s-85f"]\n', digits)
+    assert [(p.board, p.lanes) for p in grid.points] == [
+        ("icebreaker", boards.lanes_for(digits, boards.board("icebreaker"))),
+        ("ulx3s-85f", digits.lanes)]
+    assert grid.points[0].lanes != digits.lanes
 
 
 BAD = [
