@@ -18,9 +18,10 @@ What the estimate counts (see ``boards/README.md`` for the calibration):
   blocks of the device's best shape for it (:func:`ram_blocks`); memories shallower than the
   board's ``bram_min_depth`` stay in logic cells (iCE40) or distributed RAM (ECP5). On the
   iCE40UP5K the payload buffer goes to SPRAM instead (``Board.payload_ram``).
-* **Logic: rough.** ``LUT_BASE + LUT_PER_LANE_BIT x lane bits`` (weight plus value width per
-  lane): the UART, command decoder and sequencer are the constant; each lane adds wide
-  accumulators, rounding and saturation. The coefficients are fitted to builds of the example
+* **Logic: rough.** ``LUT_BASE + LUT_PER_LANE_BIT x lane bits + LUT_PER_HASH x hash units``
+  (lane bits: weight plus value width per lane): the UART, command decoder and sequencer are
+  the constant; each lane adds wide accumulators, rounding and saturation, and with stochastic
+  rounding up to two hash units. The coefficients are fitted to builds of the example
   models (``boards/README.md``); the figure after place and route (the build report) is the
   real one. Only a network whose estimate is above :data:`LUT_MARGIN` times the device's logic
   is refused on logic grounds.
@@ -40,12 +41,16 @@ from .errors import PchwError
 
 __all__ = ["Board", "BOARDS", "board", "Estimate", "memories", "ram_blocks", "estimate",
            "check_fit", "fits", "auto_lanes", "lanes_for", "LUT_BASE", "LUT_PER_LANE_BIT",
-           "LUT_MARGIN"]
+           "LUT_PER_HASH", "LUT_MARGIN"]
 
 #: The logic estimate, fitted to whole board designs (UART, command decoder, core; see
 #: ``boards/README.md``): a constant, and a cost per lane and (weight + value) bit.
 LUT_BASE = 2650
 LUT_PER_LANE_BIT = 18
+#: Each stochastic-rounding hash unit (a 32-bit Speck-round hash; two per lane when both the
+#: weight and the bias update round stochastically). Fitted to the digits builds with Q6.4
+#: values, Q8.6 weights and stochastic rounding on the iCEBreaker (``pchw sweep``).
+LUT_PER_HASH = 400
 #: Refuse on logic grounds only above this many times the device's logic cells: the estimate is
 #: rough, and the report after place and route is the real figure.
 LUT_MARGIN = 1.25
@@ -245,11 +250,17 @@ def ram_blocks(depth, width, target):
 def estimate(network, target):
     """The :class:`Estimate` of ``network`` on the board ``target``."""
     L = network.L
-    multipliers = dsps = lane_bits = 0
+    multipliers = dsps = lane_bits = hashes = 0
+    pc = network.pc
     for l in range(1, L + 1):
         lanes = network.lanes[l - 1]
         w, v, v_in = (network.weight_format(l).width, network.value_format(l).width,
                       network.value_format(l - 1).width)
+        if pc.weight_rounding == "stochastic":     # as pchw.gateware.layer instantiates them
+            vf, vif, wf = (network.value_format(l), network.value_format(l - 1),
+                           network.weight_format(l))
+            hashes += lanes * ((vf.frac + vif.frac - wf.frac + pc.eta_shift > 0)
+                               + (vf.frac - wf.frac + pc.eta_shift > 0))
         # W x phi (and, l >= 2, W x eps for the message: the same multiplier), eps x phi.
         products = [(w, v_in if l == 1 else max(v, v_in)), (v, v_in)]
         multipliers += lanes * len(products)
@@ -257,7 +268,7 @@ def estimate(network, target):
         lane_bits += lanes * (w + v)
     mems = memories(network, target)
     buffer_bytes = protocol.max_payload(network)
-    luts = round(LUT_BASE + LUT_PER_LANE_BIT * lane_bits)
+    luts = round(LUT_BASE + LUT_PER_LANE_BIT * lane_bits + LUT_PER_HASH * hashes)
     return Estimate(multipliers=multipliers, dsps=dsps,
                     parameter_bits=network.memory_bits()["parameters"],
                     buffer_bits=8 * buffer_bytes,
