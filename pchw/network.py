@@ -421,6 +421,9 @@ class Network:
             w = f"  W_{l},b_{l} {self.weight_format(l)}" if l else ""
             lanes = f"  lanes {'auto' if self.lanes_auto else self.lanes[l - 1]}" if l else ""
             lines.append(f"layer {l}    n={self.layers[l]}  values {self.value_format(l)}{w}{lanes}")
+        for board_name, lanes in sorted(self.board_lanes.items()):
+            shown = lanes if lanes == "auto" else "/".join(map(str, lanes))
+            lines.append(f"lanes on   {board_name}: {shown}")
         bits = self.memory_bits()
         lines.append(f"memory     {bits['parameters']} bits of parameters + {bits['state']} bits "
                      f"of state = {bits['total']} bits ({bits['total'] / 8192:.1f} KiB)")
