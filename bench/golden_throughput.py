@@ -32,12 +32,17 @@ def rate(run, samples, min_seconds=1.0):
     return count / (time.perf_counter() - start)
 
 
-def main():
-    model_path = sys.argv[1] if len(sys.argv) > 1 else "models/digits"
+def workload(model_path):
+    """The model and 1000 test inputs and one-hot targets of its dataset (repeated if fewer)."""
     network = pchw.load(model_path)
     data = load_dataset(network.dataset or "digits")
     x = np.resize(data.x_test, (1000, data.n_features))
-    targets = data.one_hot(np.resize(data.y_test, 1000))
+    return network, x, data.one_hot(np.resize(data.y_test, 1000))
+
+
+def main():
+    model_path = sys.argv[1] if len(sys.argv) > 1 else "models/digits"
+    network, x, targets = workload(model_path)
     rows = []
     for fixed in (False, True):
         model = make_model(network, fixed)

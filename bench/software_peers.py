@@ -29,7 +29,6 @@ import golden_throughput  # noqa: E402
 import pchw  # noqa: E402
 from pchw import backprop  # noqa: E402
 from pchw import boards  # noqa: E402
-from pchw.datasets import load_dataset  # noqa: E402
 from pchw.latency import core_infer_cycles, core_learn_cycles  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -118,10 +117,7 @@ def fpga_rows(network):
 
 def main():
     model_path = sys.argv[1] if len(sys.argv) > 1 else "models/digits"
-    network = pchw.load(model_path)
-    data = load_dataset(network.dataset or "digits")
-    x = np.resize(data.x_test, (1000, data.n_features))
-    targets = data.one_hot(np.resize(data.y_test, 1000))
+    network, x, targets = golden_throughput.workload(model_path)
     rows = golden_rows(model_path)
     rows.append({"peer": "NumPy float64 backprop SGD (pchw.backprop)",
                  "samples_per_s": numpy_backprop(network, x, targets), "source": "measured"})

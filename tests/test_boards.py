@@ -11,15 +11,11 @@ from pchw import boards, build
 from pchw.cli import main
 from pchw.errors import PchwError
 
+from . import extras
+
 
 def require(module):
-    """``module`` is in the boards extra (part of dev); without it, skip (fail when CI is set)."""
-    try:
-        __import__(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail(f"{module} is missing (pip install -e '.[dev]'); CI installs it")
-        pytest.skip(f"{module} is not installed: pip install 'pchw[boards]'")
+    return extras.require(module, "boards")
 
 
 def require_amaranth_boards():

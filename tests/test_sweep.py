@@ -30,19 +30,15 @@ from pchw.errors import PchwError
 from pchw.golden import FixedModel
 from pchw.train import accuracy
 
+from . import extras
+
 ROOT = Path(__file__).resolve().parent.parent
 XOR = ROOT / "models" / "xor"
 SWEEP_TIMEOUT_S = 240           # a sweep that takes longer fails the test (and is cancelled)
 
 
 def require(module):
-    """``module`` is in the dev extra; without it, skip (fail when CI is set)."""
-    try:
-        __import__(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail(f"{module} is missing (pip install -e '.[dev]'); CI installs it")
-        pytest.skip(f"{module} is not installed: pip install 'pchw[sweep]'")
+    return extras.require(module, "sweep")
 
 
 @pytest.fixture(scope="module")
