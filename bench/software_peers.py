@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import board_throughput  # noqa: E402
 import golden_throughput  # noqa: E402
 
-import pchw  # noqa: E402
 from pchw import backprop  # noqa: E402
 from pchw import boards  # noqa: E402
 from pchw.latency import core_infer_cycles, core_learn_cycles  # noqa: E402
