@@ -227,10 +227,11 @@ def memories(network, target=None):
     ``eps``; ``x_0``; the UART receive FIFO; and the command payload buffer, unless ``target``
     puts it in SPRAM."""
     from .gateware.board import RX_FIFO_DEPTH
+    from .latency import row_groups
     mems = [(network.layers[0], network.value_format(0).width)]
     for l in range(1, network.L + 1):
         lanes, n_in = network.lanes[l - 1], network.layers[l - 1]
-        rows = -(-network.layers[l] // lanes)
+        rows = row_groups(network, l)
         w, v = network.weight_format(l).width, network.value_format(l).width
         mems += lanes * [(rows * n_in, w), (rows, w), (rows, v), (rows, v), (rows, v)]
     if target is None or not target.payload_ram:
@@ -250,6 +251,7 @@ def ram_blocks(depth, width, target):
 def estimate(network, target):
     """The :class:`Estimate` of ``network`` on the board ``target``."""
     L = network.L
+    from .gateware.layer import update_shifts
     multipliers = dsps = lane_bits = hashes = 0
     pc = network.pc
     for l in range(1, L + 1):
@@ -257,10 +259,7 @@ def estimate(network, target):
         w, v, v_in = (network.weight_format(l).width, network.value_format(l).width,
                       network.value_format(l - 1).width)
         if pc.weight_rounding == "stochastic":     # as pchw.gateware.layer instantiates them
-            vf, vif, wf = (network.value_format(l), network.value_format(l - 1),
-                           network.weight_format(l))
-            hashes += lanes * ((vf.frac + vif.frac - wf.frac + pc.eta_shift > 0)
-                               + (vf.frac - wf.frac + pc.eta_shift > 0))
+            hashes += lanes * sum(shift > 0 for shift in update_shifts(network, l))
         # W x phi (and, l >= 2, W x eps for the message: the same multiplier), eps x phi.
         products = [(w, v_in if l == 1 else max(v, v_in)), (v, v_in)]
         multipliers += lanes * len(products)

@@ -15,21 +15,25 @@ message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); the error 
 
 from .protocol import Opcode, value_bytes
 
-__all__ = ["pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles",
+__all__ = ["row_groups", "pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles",
            "macs_per_sample", "command_latency"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 
 
+def row_groups(network, l):
+    """``R_l = ceil(n_l / P_l)``: rows per lane of ``W_l``, and words per state bank."""
+    return -(-network.layers[l] // network.lanes[l - 1])
+
+
 def pass_cycles(network, l):
-    """Issue cycles of one pass over ``W_l``: ``ceil(n_l / P_l) * n_{l-1}``."""
-    n_out, n_in, lanes = network.layers[l], network.layers[l - 1], network.lanes[l - 1]
-    return -(-n_out // lanes) * n_in
+    """Issue cycles of one pass over ``W_l``: ``R_l * n_{l-1}``."""
+    return row_groups(network, l) * network.layers[l - 1]
 
 
 def sweep_cycles(network, l):
-    """Issue cycles of the error sweep of layer ``l``: ``R_l = ceil(n_l / P_l)``."""
-    return -(-network.layers[l] // network.lanes[l - 1])
+    """Issue cycles of the error sweep of layer ``l``: ``R_l``."""
+    return row_groups(network, l)
 
 
 def _phase(busy_cycles):

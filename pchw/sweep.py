@@ -40,7 +40,7 @@ import numpy as np
 from . import __version__
 from .errors import PchwError
 from .fixedpoint import Format
-from .network import MODES, ROUNDINGS, Formats, Network, power_of_two_shift
+from .network import MODES, ROUNDINGS, Formats, Network, _reject_unknown, power_of_two_shift
 
 __all__ = ["TrainPoint", "Point", "TrainSettings", "Grid", "load_grid", "parse_grid", "variant",
            "fingerprint", "train_point", "evaluate_point", "run_sweep", "SweepResult",
@@ -205,10 +205,7 @@ def _parse_train(table, network, where):
     from .datasets import DATASETS
     if not isinstance(table, dict):
         _fail(where, "must be a table")
-    unknown = set(table) - _TRAIN_KEYS
-    if unknown:
-        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                     f"{', '.join(sorted(_TRAIN_KEYS))}")
+    _reject_unknown(table, _TRAIN_KEYS, where)
     settings = TrainSettings(
         epochs=_integer(table.get("epochs", 10), f"{where}.epochs", 0),
         batch_size=_integer(table.get("batch_size", 1), f"{where}.batch_size", 1),
@@ -250,10 +247,7 @@ def parse_grid(d, network, source="sweep.toml"):
         where = f"{source}: grid[{i}]" if len(tables) > 1 else f"{source}: grid"
         if not isinstance(table, dict):
             _fail(where, "must be a table")
-        unknown = set(table) - _GRID_KEYS
-        if unknown:
-            _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                         f"{', '.join(sorted(_GRID_KEYS))}")
+        _reject_unknown(table, _GRID_KEYS, where)
         for key, overrides in (("value", formats.value_overrides),
                                ("weight", formats.weight_overrides)):
             if key in table and overrides:

@@ -34,11 +34,12 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..latency import row_groups
 from .fixed import ActivationUnit, DerivativeUnit, requantise, saturate
 from .mac import MacLanes
 from .srhash import noise_bits, srhash32
 
-__all__ = ["Phase", "link_signature", "banks", "PCLayer"]
+__all__ = ["Phase", "link_signature", "banks", "update_shifts", "PCLayer"]
 
 
 class Phase(enum.Enum, shape=3):
@@ -53,6 +54,14 @@ class Phase(enum.Enum, shape=3):
 def banks(network, l):
     """Memory banks of layer ``l``'s state vectors: its lanes (``l >= 1``), or 1 (inputs)."""
     return network.lanes[l - 1] if l >= 1 else 1
+
+
+def update_shifts(network, l):
+    """Right shifts that narrow layer ``l``'s updates ``eta eps phi`` (into ``W_l``) and
+    ``eta eps`` (into ``b_l``); a stochastic-rounding hash unit serves each one above 0."""
+    vf, vin, wf = network.value_format(l), network.value_format(l - 1), network.weight_format(l)
+    eta = network.pc.eta_shift
+    return vf.frac + vin.frac - wf.frac + eta, vf.frac - wf.frac + eta
 
 
 def link_signature(n, fmt, bank_count):
@@ -114,7 +123,7 @@ class PCLayer(wiring.Component):
         if l >= 1:
             self._n_in = network.layers[l - 1]
             self._P = P = network.lanes[l - 1]
-            self._R = -(-n // P)
+            self._R = row_groups(network, l)
             self._wf = network.weight_format(l)
             self._vin = network.value_format(l - 1)
             self._B_in = banks(network, l - 1)
@@ -390,8 +399,7 @@ class PCLayer(wiring.Component):
 
         updates = col_pass & ((run == Phase.UPDATE) |
                               ((run == Phase.RELAX) & (mode == "incremental")))
-        shift_w = vf.frac + vin.frac - wf.frac + pc.eta_shift
-        shift_b = vf.frac - wf.frac + pc.eta_shift
+        shift_w, shift_b = update_shifts(self._net, l)
         stochastic = pc.weight_rounding == "stochastic"
         for p in range(P):
             row = Signal(range(R * P + 1), name=f"s1_row{p}")
