@@ -8,9 +8,10 @@ cycle for ``R_l * n_{l-1}`` cycles (:func:`pass_cycles`).
 Core (``pchw.gateware.core.PCCore``): each phase is one start cycle, then the busy cycles of the
 slowest participating unit, then one cycle in which the sequencer sees them all idle. Busy
 cycles of a unit: a row pass (feedforward, prediction) or a column pass without message (weight
-update; layer 1 in incremental relaxation) ``pass + 1`` (one pipeline stage); a column pass with
-message (relaxation, ``l >= 2``) ``pass + 2`` (the message register); the error sweep
-``eps = x - mu`` ``R_l + 1`` (a row group per cycle, one stage).
+update; layer 1 in incremental relaxation) ``pass + PASS_STAGES`` (the memory read, the
+multiplier's operand and product registers, the result register: accumulator or rounded update);
+a column pass with message (relaxation, ``l >= 2``) one more (the message register); the error sweep ``eps = x - mu`` ``R_l + 1`` (a row
+group per cycle, one stage).
 """
 
 from .protocol import Opcode, value_bytes
@@ -19,6 +20,10 @@ __all__ = ["row_groups", "pass_cycles", "sweep_cycles", "core_infer_cycles", "co
            "macs_per_sample", "command_latency"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
+MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its product
+PASS_STAGES = 2 + MULTIPLIER_STAGES     # after a pass's last issue: memory read, multiplier,
+                                        # result (accumulator, rounded update)
+MESSAGE_STAGES = 1          # the message register
 
 
 def row_groups(network, l):
@@ -42,7 +47,7 @@ def _phase(busy_cycles):
 
 def core_infer_cycles(network):
     """Cycles the core is busy for INFER: the feedforward wavefront, one layer after another."""
-    return sum(_phase([pass_cycles(network, l) + 1]) for l in range(1, network.L + 1))
+    return sum(_phase([pass_cycles(network, l) + PASS_STAGES]) for l in range(1, network.L + 1))
 
 
 def core_learn_cycles(network):
@@ -50,17 +55,17 @@ def core_learn_cycles(network):
     L, pc = network.L, network.pc
     T, mode = pc.inference_steps, pc.mode
     passes = [pass_cycles(network, l) for l in range(1, L + 1)]
-    relax = [passes[l - 1] + 2 for l in range(2, L + 1)]
+    relax = [passes[l - 1] + PASS_STAGES + MESSAGE_STAGES for l in range(2, L + 1)]
     if mode == "incremental":
-        relax.append(passes[0] + 1)
+        relax.append(passes[0] + PASS_STAGES)
     sweep = _phase([sweep_cycles(network, l) + 1 for l in range(1, L + 1)])
-    predict = 0 if mode == "fixed_prediction" else _phase([p + 1 for p in passes])
+    predict = 0 if mode == "fixed_prediction" else _phase([p + PASS_STAGES for p in passes])
     errors = predict + sweep
     cycles = sweep                                        # mu from the feedforward
     cycles += T * _phase(relax)
     cycles += (max(T - 1, 0) if mode == "incremental" else T) * errors
     if mode != "incremental":
-        cycles += _phase([p + 1 for p in passes])         # the weight update
+        cycles += _phase([p + PASS_STAGES for p in passes])   # the weight update
     return cycles
 
 

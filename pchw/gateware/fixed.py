@@ -7,12 +7,12 @@ All helpers are combinational (zero cycles); :class:`ActivationUnit` and
 :class:`DerivativeUnit` wrap the activation ones as components.
 """
 
-from amaranth.hdl import Const, Module, Mux, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["value_shape", "round_shift", "saturate", "requantise", "activation", "gate",
-           "ActivationUnit", "DerivativeUnit"]
+__all__ = ["value_shape", "round_shift", "round_offset", "floor_shift", "saturate", "requantise",
+           "activation", "gate", "ActivationUnit", "DerivativeUnit"]
 
 
 def value_shape(fmt):
@@ -24,15 +24,35 @@ def round_shift(value, shift, noise=None):
     """``value / 2**shift`` rounded half up (or ``floor((value + noise) / 2**shift)``), or
     ``value << -shift`` for ``shift <= 0``. ``value`` must be signed."""
     if shift > 0:
-        add = Const(1 << (shift - 1)) if noise is None else noise
+        add = Const(round_offset(shift)) if noise is None else noise
         return (value + add) >> shift
-    return value << (-shift)
+    return floor_shift(value, shift)
 
 
 def saturate(value, fmt):
-    """Clamp a signed expression to ``fmt``; the result has ``fmt``'s shape."""
-    low, high = fmt.min, fmt.max
-    return _narrow(Mux(value > high, high, Mux(value < low, low, value)), fmt)
+    """Clamp a signed expression to ``fmt``; the result has ``fmt``'s shape.
+
+    ``value`` fits when its bits above the format's sign bit all equal that sign bit (a LUT
+    tree, not a magnitude comparator); otherwise its sign picks ``fmt.min`` or ``fmt.max``."""
+    width = fmt.width
+    if not value.shape().signed:
+        value = Cat(value, Const(0, 1)).as_signed()
+    if len(value) <= width:
+        return value
+    top = value[width - 1:]
+    fits = top.all() | ~top.any()
+    return _narrow(Mux(fits, value[:width], Mux(value[-1], fmt.min, fmt.max)), fmt)
+
+
+def round_offset(shift):
+    """The constant that :func:`round_shift` adds before shifting right by ``shift`` (round half
+    up); an accumulator that starts from it needs only the shift."""
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
+def floor_shift(value, shift):
+    """``value >> shift`` (floor), or ``value << -shift`` for ``shift <= 0``."""
+    return value >> shift if shift > 0 else value << (-shift)
 
 
 def _narrow(value, fmt):

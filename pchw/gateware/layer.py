@@ -26,20 +26,23 @@ for exactly the cycle counts of :mod:`pchw.latency`):
 ``UPDATE``       column pass: the weight and bias update.
 
 A row pass iterates ``r`` (outer) and ``j`` (inner), a column pass ``j`` (outer) and ``r``
-(inner); each issues one address per cycle for ``R_l n_{l-1}`` cycles, and a result one cycle
-later (stage 1).
+(inner); each issues one address per cycle for ``R_l n_{l-1}`` cycles. Stage 1 (one cycle after
+the issue) has the memories' read data, which go into the multipliers; stage
+``1 + MULTIPLIER_STAGES`` (:data:`~pchw.latency.PASS_STAGES`) has their products, accumulates
+them, writes ``mu``/``x`` at row ends and the updated weights.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..latency import row_groups
-from .fixed import ActivationUnit, DerivativeUnit, requantise, saturate
-from .mac import MacLanes
+from ..latency import MESSAGE_STAGES, MULTIPLIER_STAGES, PASS_STAGES, row_groups
+from .fixed import (ActivationUnit, DerivativeUnit, floor_shift, requantise, round_offset,
+                    saturate)
+from .mac import MacLanes, registered_product
 from .srhash import noise_bits, srhash32
 
-__all__ = ["Phase", "link_signature", "banks", "update_shifts", "PCLayer"]
+__all__ = ["Phase", "link_signature", "banks", "update_shifts", "message_lag", "PCLayer"]
 
 
 class Phase(enum.Enum, shape=3):
@@ -64,13 +67,28 @@ def update_shifts(network, l):
     return vf.frac + vin.frac - wf.frac + eta, vf.frac - wf.frac + eta
 
 
+def message_lag(network):
+    """Cycles from the fetch of a neuron over a link to the message for it.
+
+    The message leaves ``PASS_STAGES + MESSAGE_STAGES`` cycles after the upper unit issues the
+    last address of its column. Without updates during relaxation (every mode but incremental)
+    the upper unit needs no ``phi`` then and fetches each neuron :data:`LATE_FETCH` cycles late:
+    the lag is 2. In incremental mode it fetches on time (the update needs ``phi``), and the lower
+    unit holds the fetched values longer."""
+    return 2 if network.pc.mode != "incremental" else PASS_STAGES + MESSAGE_STAGES
+
+
+LATE_FETCH = PASS_STAGES + MESSAGE_STAGES - 2
+
+
 def link_signature(n, fmt, bank_count):
     """Between unit ``l`` (the upper, ``Out``) and unit ``l-1`` (``n`` neurons, values ``fmt``,
     state in ``bank_count`` banks).
 
     ``fetch_row``/``fetch_bank`` -> ``phi_data``: neuron ``k = fetch_row * bank_count +
     fetch_bank`` is fetched every cycle; ``phi_data`` is ``phi_{l-1}[k]`` one cycle later.
-    ``msg_valid``/``msg_data``: the message for the neuron fetched two cycles before.
+    ``msg_valid``/``msg_data``: the message for the neuron fetched :func:`message_lag` cycles
+    before.
     """
     rows = -(-n // bank_count)
     return wiring.Signature({
@@ -80,6 +98,20 @@ def link_signature(n, fmt, bank_count):
         "msg_valid": Out(1),
         "msg_data": Out(signed(fmt.width)),
     })
+
+
+def _delayed(m, value, name):
+    """``value`` one cycle later (a register without reset)."""
+    q = Signal(value.shape(), name=name, reset_less=True)
+    m.d.sync += q.eq(value)
+    return q
+
+
+def _delayed_valid(m, value, name):
+    """``value`` one cycle later (a register reset to 0)."""
+    q = Signal(name=name)
+    m.d.sync += q.eq(value)
+    return q
 
 
 def _bank_memories(count, rows, width):
@@ -203,7 +235,7 @@ class PCLayer(wiring.Component):
 
     def _serve_above(self, m, ports, sweeping, sweep_r):
         """``phi_l`` to the unit above (one cycle after its fetch), and the value update on its
-        messages (two cycles after the fetch of the same neuron)."""
+        messages (:func:`message_lag` cycles after the fetch of the same neuron)."""
         l, B, vf = self._l, self._B, self._vf
         act = self._net.activations[l]
         held = self._net.pc.mode == "fixed_prediction" and l >= 1   # f, f' of the feedforward mu
@@ -228,10 +260,12 @@ class PCLayer(wiring.Component):
         mu_f = fetched("mu")
         m.d.comb += [f.x.eq(mu_f if held else x_f), above.phi_data.eq(f.phi)]
 
-        # The message for the neuron fetched two cycles ago: x += gamma (f'(.) msg - eps).
-        x_q, mu_q = Signal(signed(vf.width)), Signal(signed(vf.width))
-        bank_q2, row_q2 = Signal.like(bank_q1), Signal.like(row_q1)
-        m.d.sync += [x_q.eq(x_f), mu_q.eq(mu_f), bank_q2.eq(bank_q1), row_q2.eq(row_q1)]
+        # The message for the neuron fetched message_lag cycles ago: x += gamma (f'(.) msg - eps).
+        x_q, mu_q, bank_q2, row_q2 = x_f, mu_f, bank_q1, row_q1
+        for stage in range(2, message_lag(self._net) + 1):
+            x_q, mu_q, bank_q2, row_q2 = (
+                _delayed(m, x_q, f"x_q{stage}"), _delayed(m, mu_q, f"mu_q{stage}"),
+                _delayed(m, bank_q2, f"bank_q{stage}"), _delayed(m, row_q2, f"row_q{stage}"))
         m.submodules.df = df = DerivativeUnit(act, vf)
         eps_k = Signal(signed(vf.width))
         delta = Signal(signed(vf.width))
@@ -265,7 +299,6 @@ class PCLayer(wiring.Component):
         B_in = self._B_in
         j_row = Signal.like(self.below.fetch_row)
         j_bank = Signal.like(self.below.fetch_bank)
-        m.d.comb += [self.below.fetch_row.eq(j_row), self.below.fetch_bank.eq(j_bank)]
 
         def j_restart():
             return [j.eq(0), j_row.eq(0), j_bank.eq(0)]
@@ -319,17 +352,56 @@ class PCLayer(wiring.Component):
                 for rd, _ in ports[name]:
                     m.d.comb += rd.addr.eq(r)
 
-        # Weight and bias memories: pass reads, update writes, the parameter port when idle.
+        # Pipeline stages after the issue (S1: memory data; S3 = PASS_STAGES: products). The
+        # error sweep ends in S1 (it uses no multiplier).
+        s1 = Signal()
+        s1_r, s1_j, s1_addr = Signal.like(r), Signal.like(j), Signal.like(addr)
+        m.d.sync += [s1.eq(active), s1_r.eq(r), s1_j.eq(j), s1_addr.eq(addr)]
+        s_valid, s_r, s_j, s_addr, s_jrow, s_jbank = [active, s1], [r, s1_r], [j, s1_j], \
+            [addr, s1_addr], [j_row], [j_bank]
+        for k in range(2, PASS_STAGES + 1):
+            s_valid.append(_delayed_valid(m, s_valid[-1] & ~sweep if k == 2 else s_valid[-1],
+                                          f"s{k}"))
+            s_r.append(_delayed(m, s_r[-1], f"s{k}_r"))
+            s_j.append(_delayed(m, s_j[-1], f"s{k}_j"))
+            s_addr.append(_delayed(m, s_addr[-1], f"s{k}_addr"))
+        for k in range(1, LATE_FETCH + 1):
+            s_jrow.append(_delayed(m, s_jrow[-1], f"s{k}_jrow"))
+            s_jbank.append(_delayed(m, s_jbank[-1], f"s{k}_jbank"))
+        X = 1 + MULTIPLIER_STAGES                 # the products' stage
+        S = PASS_STAGES                           # the results' stage
+        sX, sX_r, sX_j = s_valid[X], s_r[X], s_j[X]
+        sS, sS_r, sS_j, sS_addr = s_valid[S], s_r[S], s_j[S], s_addr[S]
+        incremental = mode == "incremental"
+        updates = column & ((run == Phase.UPDATE) | ((run == Phase.RELAX) & incremental))
+        sends = column & (run == Phase.RELAX) if l >= 2 else Const(0)
+        row_pass = ~column & ~sweep
+
+        # The fetch from below: on time, except in a relaxation without updates, which needs no
+        # phi and fetches each neuron LATE_FETCH cycles late, so that its message follows the
+        # fetch by message_lag() = 2 cycles.
+        late_fetch = (run == Phase.RELAX) if not incremental else Const(0)
+        m.d.comb += [self.below.fetch_row.eq(Mux(late_fetch, s_jrow[-1], j_row)),
+                     self.below.fetch_bank.eq(Mux(late_fetch, s_jbank[-1], j_bank))]
+
+        # Weight and bias memories: pass reads, update writes, the parameter port when idle. The
+        # weight update reads W_l again in stage S - 1 (the multipliers are idle in the UPDATE
+        # phase), so that the old weight arrives with its rounded update; the bias is read in
+        # the stage before its use (row pass init: X, update: S).
         p_addr = Signal.like(addr)
         m.d.comb += p_addr.eq(self.p_group * n_in + self.p_col)
+        late_weights = (run == Phase.UPDATE) if not incremental else Const(0)
         w_rd, w_wr, b_rd, b_wr = [], [], [], []
         for p in range(P):
             wm, bm = self.weight_memories[p], self.bias_memories[p]
             m.submodules[f"w{p}"], m.submodules[f"b{p}"] = wm, bm
             rd, wr = wm.read_port(), wm.write_port()
             brd, bwr = bm.read_port(), bm.write_port()
-            m.d.comb += [rd.addr.eq(Mux(active, addr, p_addr)),
-                         brd.addr.eq(Mux(active, r, self.p_group))]
+            m.d.comb += [
+                rd.addr.eq(Mux(s_valid[S - 1] & late_weights, s_addr[S - 1],
+                               Mux(active, addr, p_addr))),
+                brd.addr.eq(Mux(s_valid[S - 1] & updates, s_r[S - 1],
+                                Mux(s_valid[X - 1] & row_pass, s_r[X - 1], self.p_group)))]
             w_rd.append(rd), w_wr.append(wr), b_rd.append(brd), b_wr.append(bwr)
         p_sel = Signal.like(self.p_lane)
         p_bias = Signal()
@@ -337,97 +409,100 @@ class PCLayer(wiring.Component):
         m.d.comb += self.p_rdata.eq(Mux(p_bias, Array(p.data for p in b_rd)[p_sel],
                                         Array(p.data for p in w_rd)[p_sel]))
 
-        # Stage 1: the memories' read data (W, b, eps, and phi_{l-1} from below) are valid.
-        s1 = Signal()
-        s1_r = Signal.like(r)
-        s1_j = Signal.like(j)
-        s1_addr = Signal.like(addr)
-        m.d.sync += [s1.eq(active), s1_r.eq(r), s1_j.eq(j), s1_addr.eq(addr)]
         phi = self.below.phi_data
         eps = [rd.data for rd, _ in ports["eps"]]
-        valid = [s1_r < (n - p + P - 1) // P for p in range(P)]      # row s1_r * P + p < n
-        busy = active | s1
-        row_pass = s1 & ~column & ~sweep
-        col_pass = s1 & column
-        sends = col_pass & (run == Phase.RELAX) if l >= 2 else Const(0)
+        valid = [sS_r < (n - p + P - 1) // P for p in range(P)]      # row sS_r * P + p < n
+        busy = Cat(*s_valid).any()
 
-        # The lanes: W phi + b per lane (row pass), W^T eps over the lanes (column pass).
+        # The lanes: W phi + b per lane (row pass), W^T eps over the lanes (column pass); in the
+        # UPDATE phase they pass eps through (weight 1) for the bias update. The accumulations
+        # start from the rounding offset of their narrowing, which then is a shift.
+        mu_shift = wf.frac + vin.frac - vf.frac
+        msg_shift = vf.frac + wf.frac - vin.frac
         m.submodules.mac = mac = MacLanes(
             P, signed(wf.width), signed(vin.width), signed(vf.width),
-            signed(wf.width + vin.frac), terms=max(n_in, R * P))
-        m.d.comb += [mac.v.eq(phi), mac.column.eq(column),
-                     mac.first.eq(Mux(column, s1_r == 0, s1_j == 0)),
-                     mac.row_en.eq(row_pass), mac.col_en.eq(sends)]
+            signed(wf.width + vin.frac + 1), terms=max(n_in, R * P),
+            col_init=round_offset(msg_shift))
+        m.d.comb += [mac.v.eq(phi), mac.column.eq(column), mac.unit_w.eq(late_weights),
+                     mac.first.eq(Mux(column, sX_r == 0, sX_j == 0)),
+                     mac.row_en.eq(sX & row_pass), mac.col_en.eq(sX & sends)]
         for p in range(P):
             m.d.comb += [mac.w[p].eq(w_rd[p].data), mac.e[p].eq(eps[p]),
-                         mac.init[p].eq(b_rd[p].data << vin.frac)]
+                         mac.init[p].eq((b_rd[p].data << vin.frac) + round_offset(mu_shift))]
 
         # Row pass: at the end of a row, mu (and in the feedforward pass x and y).
-        mu_shift = wf.frac + vin.frac - vf.frac
-        row_end = row_pass & (s1_j == n_in - 1)
+        row_end = sS & row_pass & (sS_j == n_in - 1)
         for p in range(P):
             mu_val = Signal(signed(vf.width), name=f"mu_val{p}")
-            m.d.comb += mu_val.eq(requantise(mac.row_sum[p], mu_shift, vf))
+            m.d.comb += mu_val.eq(saturate(floor_shift(mac.row_acc[p], mu_shift), vf))
             _, mu_wr = ports["mu"][p]
             _, x_wr = ports["x"][p]
             with m.If(row_end & valid[p]):
-                m.d.comb += [mu_wr.addr.eq(s1_r), mu_wr.data.eq(mu_val), mu_wr.en.eq(1)]
+                m.d.comb += [mu_wr.addr.eq(sS_r), mu_wr.data.eq(mu_val), mu_wr.en.eq(1)]
                 with m.If(run == Phase.FEEDFORWARD):
-                    m.d.comb += [x_wr.addr.eq(s1_r), x_wr.data.eq(mu_val), x_wr.en.eq(1)]
+                    m.d.comb += [x_wr.addr.eq(sS_r), x_wr.data.eq(mu_val), x_wr.en.eq(1)]
             if l == L:
                 for k in range(p, n, P):
-                    with m.If(row_end & (run == Phase.FEEDFORWARD) & (s1_r == k // P)):
+                    with m.If(row_end & (run == Phase.FEEDFORWARD) & (sS_r == k // P)):
                         m.d.sync += self.y[k].eq(mu_val)
 
-        # Error sweep: eps = x - mu, row group s1_r of every bank.
+        # Error sweep (stage 1): eps = x - mu, row group s1_r of every bank.
         for p in range(P):
             (x_rd, _), (mu_rd, _), (_, eps_wr) = ports["x"][p], ports["mu"][p], ports["eps"][p]
-            with m.If(s1 & sweep & valid[p]):
+            with m.If(s1 & sweep & (s1_r < (n - p + P - 1) // P)):
                 m.d.comb += [eps_wr.addr.eq(s1_r), eps_wr.en.eq(1),
                              eps_wr.data.eq(saturate(x_rd.data - mu_rd.data, vf))]
 
         # Column pass: the message W^T eps down (l >= 2), then the weight update.
         if l >= 2:
-            msg_shift = vf.frac + wf.frac - vin.frac
             msg_valid = Signal()
             msg_data = Signal.like(self.below.msg_data)
-            m.d.sync += [msg_valid.eq(sends & (s1_r == R - 1)),
-                         msg_data.eq(requantise(mac.col_sum, msg_shift, vin))]
+            m.d.sync += [msg_valid.eq(sS & sends & (sS_r == R - 1)),
+                         msg_data.eq(saturate(floor_shift(mac.col_acc, msg_shift), vin))]
             m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_data.eq(msg_data)]
             busy = busy | msg_valid
         m.d.comb += self.busy.eq(busy)
 
-        updates = col_pass & ((run == Phase.UPDATE) |
-                              ((run == Phase.RELAX) & (mode == "incremental")))
+        # The update: W += eta eps phi^T from the update multipliers, b += eta eps; rounded in
+        # stage X, added and written in stage S.
         shift_w, shift_b = update_shifts(self._net, l)
         stochastic = pc.weight_rounding == "stochastic"
         for p in range(P):
-            row = Signal(range(R * P + 1), name=f"s1_row{p}")
-            m.d.comb += row.eq(s1_r * P + p)
+            row = Signal(range(R * P + 1), name=f"update_row{p}")
+            m.d.comb += row.eq(sX_r * P + p)
             noise_w = noise_b = None
             if stochastic and shift_w > 0:
-                h = srhash32(m, pc.seed, l, self.step, row, s1_j, name=f"hash_w{p}")
+                h = srhash32(m, pc.seed, l, self.step, row, sX_j, name=f"hash_w{p}")
                 noise_w = noise_bits(h, shift_w)
             if stochastic and shift_b > 0:
                 h = srhash32(m, pc.seed, l, self.step, row, n_in, name=f"hash_b{p}")
                 noise_b = noise_bits(h, shift_b)
+            product = registered_product(m, eps[p], phi, name=f"update_product{p}")
+            if incremental:      # the lanes send messages meanwhile: hold W and eps instead
+                old_w, eps_x = w_rd[p].data, eps[p]
+                for k in range(2, S + 1):
+                    old_w = _delayed(m, old_w, f"w{p}_s{k}")
+                for k in range(2, X + 1):
+                    eps_x = _delayed(m, eps_x, f"eps{p}_s{k}")
+            else:
+                old_w, eps_x = w_rd[p].data, mac.product[p]
             new_w = Signal(signed(wf.width), name=f"new_w{p}")
             new_b = Signal(signed(wf.width), name=f"new_b{p}")
-            dw = Signal(signed(wf.width), name=f"dw{p}")
-            db = Signal(signed(wf.width), name=f"db{p}")
-            m.d.comb += [dw.eq(requantise(eps[p] * phi, shift_w, wf, noise_w)),
-                         db.eq(requantise(eps[p], shift_b, wf, noise_b)),
-                         new_w.eq(saturate(w_rd[p].data + dw, wf)),
+            dw = Signal(signed(wf.width), name=f"dw{p}", reset_less=True)
+            db = Signal(signed(wf.width), name=f"db{p}", reset_less=True)
+            m.d.sync += [dw.eq(requantise(product, shift_w, wf, noise_w)),
+                         db.eq(requantise(eps_x, shift_b, wf, noise_b))]
+            m.d.comb += [new_w.eq(saturate(old_w + dw, wf)),
                          new_b.eq(saturate(b_rd[p].data + db, wf))]
-            live = updates & valid[p]
+            live = sS & updates & valid[p]
             m.d.comb += [
-                w_wr[p].addr.eq(Mux(s1, s1_addr, p_addr)),
-                w_wr[p].data.eq(Mux(s1, new_w, self.p_wdata)),
-                w_wr[p].en.eq(Mux(s1, live, self.p_we & (self.p_lane == p) &
+                w_wr[p].addr.eq(Mux(sS, sS_addr, p_addr)),
+                w_wr[p].data.eq(Mux(sS, new_w, self.p_wdata)),
+                w_wr[p].en.eq(Mux(sS, live, self.p_we & (self.p_lane == p) &
                                   (self.p_col != n_in))),
-                b_wr[p].addr.eq(Mux(s1, s1_r, self.p_group)),
-                b_wr[p].data.eq(Mux(s1, new_b, self.p_wdata)),
-                b_wr[p].en.eq(Mux(s1, live & (s1_j == 0), self.p_we & (self.p_lane == p) &
+                b_wr[p].addr.eq(Mux(sS, sS_r, self.p_group)),
+                b_wr[p].data.eq(Mux(sS, new_b, self.p_wdata)),
+                b_wr[p].en.eq(Mux(sS, live & (sS_j == 0), self.p_we & (self.p_lane == p) &
                                   (self.p_col == n_in))),
             ]
         return sweeping, r

@@ -4,7 +4,24 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacLanes"]
+from ..latency import MULTIPLIER_STAGES
+
+__all__ = ["registered_product", "MacLanes"]
+
+
+def registered_product(m, a, b, name):
+    """``a * b`` through :data:`~pchw.latency.MULTIPLIER_STAGES` registers (operands, then
+    product); returns the product, valid ``MULTIPLIER_STAGES`` cycles after its operands.
+
+    Both registers belong to the multiplier block (Yosys absorbs them into the SB_MAC16's
+    A/B and pipeline registers), so every path into and out of the block starts or ends at a
+    register: nextpnr-ice40 times every DSP port as a register port, whatever the block's
+    configuration, so a combinational multiplier's delay would escape the timing analysis."""
+    a_q = Signal(a.shape(), name=f"{name}_a", reset_less=True)
+    b_q = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+    product = Signal(signed(len(a) + len(b)), name=name, reset_less=True)
+    m.d.sync += [a_q.eq(a), b_q.eq(b), product.eq(a_q * b_q)]
+    return product
 
 
 class MacLanes(wiring.Component):
@@ -12,35 +29,48 @@ class MacLanes(wiring.Component):
 
     A *row pass* accumulates per lane: ``acc_p <- (init_p if first else acc_p) + w_p * v``,
     ``v`` broadcast to all lanes (``W phi + b``, a row per lane). A *column pass* sums over the
-    lanes into one accumulator: ``acc <- (0 if first else acc) + sum_p w_p * e_p``
-    (``W^T eps``). The sums are exact: the accumulators are wide enough for ``terms`` products.
-    Both passes share one multiplier per lane: ``column`` selects its operand (``e_p`` or ``v``).
+    lanes into one accumulator: ``acc <- (col_init if first else acc) + sum_p w_p * e_p``
+    (``W^T eps``; ``col_init`` a constant, e.g. a rounding offset). The sums are exact: the accumulators are wide enough for ``terms`` products.
+    Both passes share one multiplier per lane: ``column`` selects its operand (``e_p`` or ``v``);
+    ``unit_w`` replaces every ``w_p`` by 1, so that ``product_p`` is the operand itself.
 
-    Timing: ``row_sum`` and ``col_sum`` are combinational (0 cycles) from the operands; the
-    accumulators take them at the clock edge when ``row_en`` / ``col_en`` is high.
+    Timing: ``w``, ``v``, ``e``, ``column`` and ``unit_w`` are the operands of cycle ``t``; their
+    products ``product_p`` are valid in cycle ``t + MULTIPLIER_STAGES`` (registered), and so are
+    the accumulation controls ``first``, ``row_en``, ``col_en`` and ``init`` that use them.
+    The accumulators ``row_acc`` and ``col_acc`` take the new sums at the clock edge when
+    ``row_en`` / ``col_en`` is high: a sum whose last product is in cycle ``t`` is in the
+    accumulator in cycle ``t + 1``.
 
     Parameters
     ----------
     lanes : int
     weight_shape, value_shape, lane_value_shape : signed shapes of ``w_p``, ``v``, ``e_p``.
+    init_shape : signed shape of ``init_p``.
     terms : int
         The most products one accumulation sums (the row length, or lanes x row groups).
-    init_shape : signed shape of ``init_p``.
+    col_init : int
+        The start of every column accumulation (non-negative, below ``2**(weight + lane value
+        bits)``).
     """
 
-    def __init__(self, lanes, weight_shape, value_shape, lane_value_shape, init_shape, terms):
+    def __init__(self, lanes, weight_shape, value_shape, lane_value_shape, init_shape, terms,
+                 col_init=0):
         self._lanes = lanes
+        self._col_init = col_init
+        operand = max(value_shape.width, lane_value_shape.width)
         row_width = max(weight_shape.width + value_shape.width + terms.bit_length() + 1,
                         init_shape.width + 1)
-        col_width = weight_shape.width + lane_value_shape.width + terms.bit_length() + 1
+        col_width = weight_shape.width + lane_value_shape.width + terms.bit_length() + 2
         super().__init__({
             "w": In(data.ArrayLayout(weight_shape, lanes)),
             "v": In(value_shape),
             "e": In(data.ArrayLayout(lane_value_shape, lanes)),
             "init": In(data.ArrayLayout(init_shape, lanes)),
-            "column": In(1), "first": In(1), "row_en": In(1), "col_en": In(1),
-            "row_sum": Out(data.ArrayLayout(signed(row_width), lanes)),
-            "col_sum": Out(signed(col_width)),
+            "column": In(1), "unit_w": In(1),
+            "first": In(1), "row_en": In(1), "col_en": In(1),
+            "product": Out(data.ArrayLayout(signed(weight_shape.width + operand), lanes)),
+            "row_acc": Out(data.ArrayLayout(signed(row_width), lanes)),
+            "col_acc": Out(signed(col_width)),
         })
 
     def elaborate(self, platform):
@@ -48,16 +78,15 @@ class MacLanes(wiring.Component):
         P = self._lanes
         products = []
         for p in range(P):
-            product = Signal(signed(len(self.w[p]) + max(len(self.v), len(self.e[p]))),
-                             name=f"product{p}")
-            m.d.comb += product.eq(self.w[p] * Mux(self.column, self.e[p], self.v))
+            product = registered_product(
+                m, Mux(self.unit_w, 1, self.w[p]), Mux(self.column, self.e[p], self.v),
+                name=f"product{p}")
+            m.d.comb += self.product[p].eq(product)
             products.append(product)
-            acc = Signal.like(self.row_sum[p], name=f"acc{p}")
-            m.d.comb += self.row_sum[p].eq(Mux(self.first, self.init[p], acc) + product)
             with m.If(self.row_en):
-                m.d.sync += acc.eq(self.row_sum[p])
-        col_acc = Signal.like(self.col_sum)
-        m.d.comb += self.col_sum.eq(Mux(self.first, 0, col_acc) + sum(products))
+                m.d.sync += self.row_acc[p].eq(
+                    Mux(self.first, self.init[p], self.row_acc[p]) + product)
         with m.If(self.col_en):
-            m.d.sync += col_acc.eq(self.col_sum)
+            m.d.sync += self.col_acc.eq(Mux(self.first, self._col_init, self.col_acc) +
+                                        sum(products))
         return m
