@@ -10,7 +10,8 @@ slowest participating unit, then one cycle in which the sequencer sees them all 
 cycles of a unit: a row pass (feedforward, prediction) or a column pass without message (weight
 update; layer 1 in incremental relaxation) ``pass + PASS_STAGES`` (the memory read, the
 multiplier's operand and product registers, the result register: accumulator or rounded update);
-a column pass with message (relaxation, ``l >= 2``) one more (the message register); the error sweep ``eps = x - mu`` ``R_l + 1`` (a row
+a column pass with message (relaxation, ``l >= 2``) ``MESSAGE_STAGES + VALUE_STAGES`` more
+(the message register, then the lower unit's registered value update); the error sweep ``eps = x - mu`` ``R_l + 1`` (a row
 group per cycle, one stage).
 """
 
@@ -24,6 +25,7 @@ MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its 
 PASS_STAGES = 2 + MULTIPLIER_STAGES     # after a pass's last issue: memory read, multiplier,
                                         # result (accumulator, rounded update)
 MESSAGE_STAGES = 1          # the message register
+VALUE_STAGES = 2            # the lower unit's value update: difference, rounded step registers
 
 
 def row_groups(network, l):
@@ -55,7 +57,7 @@ def core_learn_cycles(network):
     L, pc = network.L, network.pc
     T, mode = pc.inference_steps, pc.mode
     passes = [pass_cycles(network, l) for l in range(1, L + 1)]
-    relax = [passes[l - 1] + PASS_STAGES + MESSAGE_STAGES for l in range(2, L + 1)]
+    relax = [passes[l - 1] + PASS_STAGES + MESSAGE_STAGES + VALUE_STAGES for l in range(2, L + 1)]
     if mode == "incremental":
         relax.append(passes[0] + PASS_STAGES)
     sweep = _phase([sweep_cycles(network, l) + 1 for l in range(1, L + 1)])

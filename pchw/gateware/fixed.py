@@ -12,7 +12,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["value_shape", "round_shift", "round_offset", "floor_shift", "saturate", "requantise",
-           "activation", "gate", "ActivationUnit", "DerivativeUnit"]
+           "activation", "gate_condition", "gate_apply", "gate", "ActivationUnit",
+           "DerivativeUnit"]
 
 
 def value_shape(fmt):
@@ -76,16 +77,29 @@ def activation(act, x, fmt):
     return x
 
 
-def gate(act, x, message, fmt):
-    """``f'(x) * message``: a select, or a shift for leaky_relu; never a multiply."""
-    if act.name == "relu":
-        return Mux(x > 0, message, 0)
-    if act.name == "leaky_relu":
-        return Mux(x > 0, message, _narrow(round_shift(message, act.shift), fmt))
+def gate_condition(act, x, fmt):
+    """Whether ``f'(x)`` passes a message unchanged (a 1-bit expression; see :func:`gate`)."""
+    if act.name in ("relu", "leaky_relu"):
+        return x > 0
     if act.name == "hardtanh":
         one = 1 << fmt.frac
-        return Mux((x > -one) & (x < one), message, 0)
+        return (x > -one) & (x < one)
+    return Const(1, 1)
+
+
+def gate_apply(act, open_, message, fmt):
+    """``f'(x) * message`` from :func:`gate_condition`'s ``open_``: the message, or else 0 (a
+    shifted message for leaky_relu)."""
+    if act.name == "leaky_relu":
+        return Mux(open_, message, _narrow(round_shift(message, act.shift), fmt))
+    if act.name in ("relu", "hardtanh"):
+        return Mux(open_, message, 0)
     return message
+
+
+def gate(act, x, message, fmt):
+    """``f'(x) * message``: a select, or a shift for leaky_relu; never a multiply."""
+    return gate_apply(act, gate_condition(act, x, fmt), message, fmt)
 
 
 class ActivationUnit(wiring.Component):

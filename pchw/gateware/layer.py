@@ -37,8 +37,8 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..latency import MESSAGE_STAGES, MULTIPLIER_STAGES, PASS_STAGES, row_groups
-from .fixed import (ActivationUnit, DerivativeUnit, floor_shift, requantise, round_offset,
-                    saturate)
+from .fixed import (ActivationUnit, floor_shift, gate_apply, gate_condition, requantise,
+                    round_offset, saturate)
 from .mac import MacLanes, registered_product
 from .srhash import noise_bits, srhash32
 
@@ -212,12 +212,15 @@ class PCLayer(wiring.Component):
                     ports[name].append((mem.read_port(), mem.write_port()))
         if l == L:
             m.d.comb += self.y_data.eq(Array(self.y)[self.y_addr])
+        busy = Const(0)
         if l >= 1:
-            sweeping, sweep_r = self._passes(m, ports)
+            sweeping, sweep_r, busy = self._passes(m, ports)
         else:
             sweeping, sweep_r = Const(0), Const(0)
         if l < L:
-            self._serve_above(m, ports, sweeping, sweep_r)
+            busy = busy | self._serve_above(m, ports, sweeping, sweep_r)
+        if l >= 1:
+            m.d.comb += self.busy.eq(busy)
         self._host_writes(m, ports)
         return m
 
@@ -235,7 +238,8 @@ class PCLayer(wiring.Component):
 
     def _serve_above(self, m, ports, sweeping, sweep_r):
         """``phi_l`` to the unit above (one cycle after its fetch), and the value update on its
-        messages (:func:`message_lag` cycles after the fetch of the same neuron)."""
+        messages (:func:`message_lag` cycles after the fetch of the same neuron). Returns the
+        busy signal of the value update."""
         l, B, vf = self._l, self._B, self._vf
         act = self._net.activations[l]
         held = self._net.pc.mode == "fixed_prediction" and l >= 1   # f, f' of the feedforward mu
@@ -256,32 +260,44 @@ class PCLayer(wiring.Component):
         m.submodules.f = f = ActivationUnit(act, vf)
         if l == 0:
             m.d.comb += [f.x.eq(x_f), above.phi_data.eq(f.phi)]
-            return
+            return Const(0)
         mu_f = fetched("mu")
         m.d.comb += [f.x.eq(mu_f if held else x_f), above.phi_data.eq(f.phi)]
 
-        # The message for the neuron fetched message_lag cycles ago: x += gamma (f'(.) msg - eps).
-        x_q, mu_q, bank_q2, row_q2 = x_f, mu_f, bank_q1, row_q1
+        # The message for the neuron fetched message_lag cycles ago: x += gamma (f'(.) msg - eps),
+        # from eps_l[k] and the gate f'(.) computed at the fetch (x_l[k] is not yet updated), in
+        # VALUE_STAGES registered steps: the difference, the rounded step, then the write.
+        gamma = self._net.pc.gamma_shift
+        eps_q, open_q = Signal(signed(vf.width)), Signal()
+        m.d.comb += [eps_q.eq(saturate(x_f - mu_f, vf)),
+                     open_q.eq(gate_condition(act, mu_f if held else x_f, vf))]
+        x_q, bank_q, row_q = x_f, bank_q1, row_q1
         for stage in range(2, message_lag(self._net) + 1):
-            x_q, mu_q, bank_q2, row_q2 = (
-                _delayed(m, x_q, f"x_q{stage}"), _delayed(m, mu_q, f"mu_q{stage}"),
-                _delayed(m, bank_q2, f"bank_q{stage}"), _delayed(m, row_q2, f"row_q{stage}"))
-        m.submodules.df = df = DerivativeUnit(act, vf)
-        eps_k = Signal(signed(vf.width))
-        delta = Signal(signed(vf.width))
-        m.d.comb += [eps_k.eq(saturate(x_q - mu_q, vf)),   # = eps_l[k]: x_l[k] not yet updated
-                     df.x.eq(mu_q if held else x_q), df.message.eq(above.msg_data),
-                     delta.eq(requantise(df.gated - eps_k, self._net.pc.gamma_shift, vf))]
+            x_q, eps_q, open_q = (_delayed(m, x_q, f"x_q{stage}"),
+                                  _delayed(m, eps_q, f"eps_q{stage}"),
+                                  _delayed(m, open_q, f"open_q{stage}"))
+            bank_q, row_q = _delayed(m, bank_q, f"bank_q{stage}"), _delayed(m, row_q, f"row_q{stage}")
+        diff = Signal(signed(vf.width + 1), reset_less=True)
+        delta = Signal(signed(vf.width), reset_less=True)
+        valid_a, valid_b = _delayed_valid(m, above.msg_valid, "value_a"), Signal()
+        m.d.sync += [diff.eq(gate_apply(act, open_q, above.msg_data, vf) - eps_q),
+                     valid_b.eq(valid_a), delta.eq(requantise(diff, gamma, vf))]
+        x_b, bank_b, row_b = x_q, bank_q, row_q
+        for stage in ("a", "b"):
+            x_b, bank_b, row_b = (_delayed(m, x_b, f"x_{stage}"),
+                                  _delayed(m, bank_b, f"bank_{stage}"),
+                                  _delayed(m, row_b, f"row_{stage}"))
         for p, (_, wr) in enumerate(ports["x"]):
-            with m.If(above.msg_valid & (bank_q2 == p)):
-                m.d.comb += [wr.addr.eq(row_q2), wr.data.eq(saturate(x_q + delta, vf)),
+            with m.If(valid_b & (bank_b == p)):
+                m.d.comb += [wr.addr.eq(row_b), wr.data.eq(saturate(x_b + delta, vf)),
                              wr.en.eq(1)]
+        return valid_a | valid_b
 
     def _passes(self, m, ports):
         """Row passes, column passes, the error sweep and the weight update of unit ``l >= 1``.
 
-        Returns ``(sweeping, r)``: the error sweep's issue stage reads the state banks at row
-        group ``r`` (the fetch port of the unit above is idle then)."""
+        Returns ``(sweeping, r, busy)``: the error sweep's issue stage reads the state banks at
+        row group ``r`` (the fetch port of the unit above is idle then)."""
         l, L, P, R, n, n_in = self._l, self._L, self._P, self._R, self._n, self._n_in
         vf, vin, wf = self._vf, self._vin, self._wf
         pc = self._net.pc
@@ -461,7 +477,6 @@ class PCLayer(wiring.Component):
                          msg_data.eq(saturate(floor_shift(mac.col_acc, msg_shift), vin))]
             m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_data.eq(msg_data)]
             busy = busy | msg_valid
-        m.d.comb += self.busy.eq(busy)
 
         # The update: W += eta eps phi^T from the update multipliers, b += eta eps; rounded in
         # stage X, added and written in stage S.
@@ -505,4 +520,4 @@ class PCLayer(wiring.Component):
                 b_wr[p].en.eq(Mux(sS, live & (sS_j == 0), self.p_we & (self.p_lane == p) &
                                   (self.p_col == n_in))),
             ]
-        return sweeping, r
+        return sweeping, r, busy
