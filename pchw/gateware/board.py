@@ -198,14 +198,16 @@ class BoardTop(wiring.Component):
 
         # LED 1: activity, stretched. The network's frame receiver refuses bytes exactly while
         # it holds a complete frame, i.e. from a command's end until its reply is handed over.
-        hold = Signal(range(self.activity_hold_cycles + 1))
+        # (A counter from 0 and an equality test: a clean carry chain and a LUT tree.)
+        lit = Signal(range(self.activity_hold_cycles))
+        dark = Signal(init=1)
         active = (rx.busy | rx_fifo.r_stream.valid | ~top.i_stream.ready | top.o_stream.valid |
                   ~tx.i_stream.ready)
         with m.If(active):
-            m.d.sync += hold.eq(self.activity_hold_cycles)
-        with m.Elif(hold != 0):
-            m.d.sync += hold.eq(hold - 1)
-        m.d.comb += self.led_activity.eq(active | (hold != 0))
+            m.d.sync += [lit.eq(0), dark.eq(0)]
+        with m.Elif(~dark):
+            m.d.sync += [lit.eq(lit + 1), dark.eq(lit == self.activity_hold_cycles - 1)]
+        m.d.comb += self.led_activity.eq(active | ~dark)
 
         if platform is not None:
             m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
