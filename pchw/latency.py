@@ -91,7 +91,8 @@ def macs_per_sample(network, learn):
 # Network top (``pchw.gateware.top.NetworkTop``): cycles from the cycle in which the last byte
 # of a command (its crc, or for a too-long length its high length byte) is accepted to the
 # cycle in which the first byte of its reply is valid, with the output stream always ready.
-REPLY_OVERHEAD = 4          # frame valid, decode, header accepted, sync byte valid
+REPLY_OVERHEAD = 5          # frame valid, layer byte latched, decode, header accepted, sync byte
+                            # valid
 LOAD_OVERHEAD = 1           # the payload buffer's read latency
 AFTER_LOAD = 1              # the cycle after a load: starts the core (or readies the reply)
 CORE_DONE = 1               # the cycle that sees the core idle

@@ -147,11 +147,14 @@ class NetworkTop(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += idle.eq(1)
                 with m.If(rx.o_frame.valid):
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                # rx.buf_data is the first payload byte (the layer of parameter commands).
+                    m.next = "LAYER"
+            with m.State("LAYER"):
+                # rx.buf_data is the first payload byte (the layer of parameter commands);
+                # registered before the decode uses it (the buffer's output is slow).
                 m.d.sync += layer.eq(rx.buf_data)
-                layer_ok = (rx.buf_data >= 1) & (rx.buf_data <= L)
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                layer_ok = (layer >= 1) & (layer <= L)
 
                 def fail(code):
                     m.d.sync += [status.eq(code), reply_len.eq(1), source.eq(_Source.NONE)]
@@ -184,7 +187,7 @@ class NetworkTop(wiring.Component):
                     with m.Elif(~layer_ok):
                         fail(Status.ERR_ARGUMENT)
                     with m.Else():
-                        l_ = rx.buf_data
+                        l_ = layer
                         m.d.sync += [status.eq(Status.OK),
                                      reply_len.eq(param_len[l_] - 1), source.eq(_Source.PARAMS),
                                      *walk_start(param_count[l_])]
@@ -194,10 +197,10 @@ class NetworkTop(wiring.Component):
                         fail(Status.ERR_LENGTH)
                     with m.Elif(~layer_ok):
                         fail(Status.ERR_ARGUMENT)
-                    with m.Elif(info.length != param_len[rx.buf_data]):
+                    with m.Elif(info.length != param_len[layer]):
                         fail(Status.ERR_LENGTH)
                     with m.Else():
-                        l_ = rx.buf_data
+                        l_ = layer
                         m.d.sync += [dest.eq(_Dest.PARAMS), nbytes.eq(wbytes[l_]), k.eq(0),
                                      word.eq(0), fetching.eq(0), ptr.eq(1),
                                      *walk_start(param_count[l_])]
