@@ -6,7 +6,7 @@
 are :func:`pchw.latency.command_latency`.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -142,6 +142,7 @@ class NetworkTop(wiring.Component):
         out_k = Signal(4)
         rom = Array(Const(b, 8) for b in identify)
         sign_extended = Signal(32)
+        fetched = Signal(signed(max(core.y_data.shape().width, core.p_rdata.shape().width)))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -285,11 +286,14 @@ class NetworkTop(wiring.Component):
                         m.next = "RELEASE"
             with m.State("FETCH"):
                 # The parameter port reads one cycle after the address; y is combinational.
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                # Registered before it is serialised (the memories' outputs are slow).
+                m.d.sync += fetched.eq(Mux(source == _Source.OUTPUT, core.y_data, core.p_rdata))
                 m.next = "SEND_VALUE"
             with m.State("SEND_VALUE"):
-                fetched = Mux(source == _Source.OUTPUT, core.y_data, core.p_rdata)
                 width_bytes = Mux(source == _Source.OUTPUT, vbytesL, wbytes[layer])
-                m.d.comb += sign_extended.eq(fetched.as_signed())
+                m.d.comb += sign_extended.eq(fetched)
                 with m.If(out_k == 0):
                     m.d.sync += out_word.eq(sign_extended >> 8)
                 m.d.comb += [tx.i_payload.valid.eq(1),
