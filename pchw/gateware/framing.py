@@ -255,7 +255,7 @@ class FrameTransmitter(wiring.Component):
         m = Module()
         header = Signal(ReplyHeader)
         crc = Signal(8)
-        count = Signal(16)
+        remaining = Signal(16)      # payload bytes still to send (counted down: no comparator)
         in_crc = Signal()           # the byte on o_stream is covered by the crc
         out = self.o_stream
         sent = out.valid & out.ready
@@ -272,7 +272,7 @@ class FrameTransmitter(wiring.Component):
                 m.d.comb += self.i_header.ready.eq(1)
                 with m.If(self.i_header.valid):
                     m.d.sync += [header.eq(self.i_header.p), crc.eq(protocol.CRC_INIT),
-                                 count.eq(0)]
+                                 remaining.eq(self.i_header.p.length)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 send(protocol.SYNC_REPLY, "STATUS", covered=False)
@@ -292,8 +292,8 @@ class FrameTransmitter(wiring.Component):
                     in_crc.eq(1),
                 ]
                 with m.If(sent):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == header.length - 1):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(remaining == 1):
                         m.next = "CRC"
             with m.State("CRC"):
                 send(crc, "IDLE", covered=False)
