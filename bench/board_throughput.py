@@ -29,15 +29,18 @@ BOARDS = ["icebreaker", "ulx3s-85f"]
 
 
 def current_report(network, target, lanes):
-    """The build report in the default folder if it is of this description and these lanes."""
+    """The build report in the default folder if it is of this description, these lanes and
+    these pchw sources."""
     path = build.default_dir(network, target.name) / "report.json"
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    from pchw.sweep import fingerprint
     if report.get("description_hash") != network.description_hash() or \
-            tuple(report.get("lanes", ())) != tuple(lanes) or report.get("errors"):
-        return None
+            tuple(report.get("lanes", ())) != tuple(lanes) or report.get("errors") or \
+            report.get("pchw_sources") != fingerprint("build")["pchw sources"]:
+        return None                     # of another description, lanes or gateware
     return report
 
 

@@ -210,6 +210,22 @@ def parse_nextpnr_log(text):
     return used, fmax, errors
 
 
+_CROSS = re.compile(r"Max delay\s+(?:posedge|negedge)?\s*(\S+)\s+->\s+(?:posedge|negedge)?\s*(\S+)"
+                    r"\s*:")
+
+
+def unanalysed_clocks(text, fmax):
+    """Clock nets in a nextpnr log's cross-domain delays that are none of the design's clocks
+    (``fmax``) and not ``<async>`` (I/O). Paths through such a net escape the Fmax figure: e.g.
+    a combinational iCE40 DSP block, whose ports nextpnr times as registers of a clock tied to
+    ground (``$PACKER_GND_NET``)."""
+    known = set(fmax) | {"<async>"}
+    found = set()
+    for match in _CROSS.finditer(text):
+        found.update(net for net in match.groups() if net not in known)
+    return sorted(found)
+
+
 def parse_yosys_cells(text):
     """``{cell type: count}`` of the last ``stat`` table in a Yosys log (the ``N cells`` of
     Yosys 0.50 and later, or the older ``Number of cells: N``)."""
@@ -343,16 +359,21 @@ def _throughput(network, clock_hz, baud, reply_overhead):
 
 
 def _report(network, description_hash, target, name, baud, top, est, used, fmax, critical,
-            yosys_cells, times, chosen, errors, directory):
+            yosys_cells, times, chosen, errors, directory, unanalysed=()):
+    from .sweep import fingerprint
     resources = _resources(target, used, yosys_cells)
     clock = None
     if fmax:
         # The design's one clock (the sync domain); if several, the one with least margin.
+        # Timing counts as met only if every path was analysed (see unanalysed_clocks).
         label, (achieved, constraint) = min(fmax.items(), key=lambda kv: kv[1][0] / kv[1][1])
         clock = {"name": label, "achieved_mhz": round(achieved, 2),
-                 "target_mhz": round(constraint, 2), "met": achieved >= constraint}
+                 "target_mhz": round(constraint, 2),
+                 "met": achieved >= constraint and not unanalysed,
+                 "unanalysed_clocks": list(unanalysed)}
     report = {
         "generator": f"pchw {__version__}",
+        "pchw_sources": fingerprint("build")["pchw sources"],
         "model": str(network.source), "network": network.name,
         "description_hash": description_hash,
         "network_id": protocol.network_id(network).hex(),
@@ -408,6 +429,10 @@ def _markdown(r):
             f"{r['oscillator_hz'] / 1e6:g} MHz oscillator)")
         lines += [f"## Timing", "", f"Fmax {f['achieved_mhz']} MHz against the "
                   f"{f['target_mhz']} MHz {clock}: timing {verdict}."]
+        if f.get("unanalysed_clocks"):
+            lines += ["", "Not verified: paths through "
+                      f"{', '.join(f['unanalysed_clocks'])} escape nextpnr's timing analysis "
+                      "(e.g. a combinational DSP block), so the Fmax above does not cover them."]
         for c in r["critical_paths"][:1]:
             lines.append(f"Critical path: `{c['from']}` -> `{c['to']}`, {c['delay_ns']} ns.")
         lines.append("")
@@ -494,6 +519,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
     critical = []
     if (directory / NEXTPNR_REPORT).exists():
         used, fmax, critical = parse_nextpnr_report(directory / NEXTPNR_REPORT)
+    unanalysed = unanalysed_clocks(tim.read_text(errors="replace"), fmax) if tim.exists() else []
     rpt = directory / f"{name}.rpt"
     yosys_cells = parse_yosys_cells(rpt.read_text(errors="replace")) if rpt.exists() else {}
     if returncode and not errors:
@@ -501,7 +527,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
                   if l.startswith("ERROR")][-3:]
     report = _report(network, description_hash, target, name, baud, top, est, used, fmax,
                      critical, yosys_cells, times, chosen, errors if returncode else [],
-                     directory)
+                     directory, unanalysed)
     if returncode:
         log = tim if failed == "place and route" else rpt if failed == "synthesis" else \
             directory / "build.log"

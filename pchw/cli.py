@@ -336,6 +336,10 @@ def cmd_build(args):
           f"{learn['samples_per_s_uart']:,.0f})")
     print(f"wrote {result.bitstream}, {result.directory / 'report.md'} and report.json in "
           f"{time.perf_counter() - start:.0f} s")
+    if clock.get("unanalysed_clocks"):
+        raise PchwError(f"timing not verified: paths through {', '.join(clock['unanalysed_clocks'])}"
+                        f" escape nextpnr's analysis (e.g. a combinational DSP block; see "
+                        f"{result.directory / 'report.md'})")
     if not result.timing_met:
         raise PchwError(f"timing failed: Fmax {clock['achieved_mhz']} MHz is below the "
                         f"{clock['target_mhz']} MHz design clock (see "

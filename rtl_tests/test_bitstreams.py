@@ -79,6 +79,7 @@ def check_report(result, described, target, lanes):
     assert 0.5 < res["LUT"]["used"] / est.luts < 1.5      # the LUT estimate is rough
     f = r["fmax"]
     assert f["target_mhz"] == target.clock_hz / 1e6 and f["met"] and result.timing_met
+    assert f["unanalysed_clocks"] == []           # every path (multipliers too) was timed
     assert r["cycles"]["core_infer"] == latency.core_infer_cycles(network)
     assert r["cycles"]["core_learn"] == latency.core_learn_cycles(network)
     infer = r["throughput"]["at_board_clock"]["INFER"]

@@ -252,6 +252,24 @@ def test_parse_nextpnr_log():
                       "type 'ICESTORM_DSP'"]
 
 
+# nextpnr-ice40's summary of a design whose SB_MAC16 multipliers were combinational (their clock
+# tied to ground): the paths through them were cut in two and timed against no clock.
+UNANALYSED_LOG = """\
+Info: Max frequency for clock 'cd_sync.clk': 17.93 MHz (PASS at 12.00 MHz)
+Info: Max delay <async>                          -> posedge cd_sync.clk             : 2.59 ns
+Info: Max delay posedge $PACKER_GND_NET_$glb_clk -> posedge cd_sync.clk             : 42.65 ns
+Info: Max delay posedge cd_sync.clk              -> <async>                         : 29.36 ns
+Info: Max delay posedge cd_sync.clk              -> posedge $PACKER_GND_NET_$glb_clk: 22.47 ns
+"""
+
+
+def test_paths_that_escape_the_timing_analysis_are_found():
+    _, fmax, _ = build.parse_nextpnr_log(UNANALYSED_LOG)
+    assert build.unanalysed_clocks(UNANALYSED_LOG, fmax) == ["$PACKER_GND_NET_$glb_clk"]
+    complete = "\n".join(l for l in UNANALYSED_LOG.splitlines() if "PACKER" not in l)
+    assert build.unanalysed_clocks(complete, fmax) == []
+
+
 def test_parse_nextpnr_report(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({
