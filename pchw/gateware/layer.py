@@ -37,8 +37,8 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..latency import MESSAGE_STAGES, MULTIPLIER_STAGES, PASS_STAGES, row_groups
-from .fixed import (ActivationUnit, floor_shift, gate_apply, gate_condition, requantise,
-                    round_offset, saturate)
+from .fixed import (ActivationUnit, gate_apply, gate_condition, requantise, round_offset,
+                    saturate)
 from .mac import MacLanes, registered_product
 from .srhash import noise_bits, srhash32
 
@@ -438,7 +438,7 @@ class PCLayer(wiring.Component):
         m.submodules.mac = mac = MacLanes(
             P, signed(wf.width), signed(vin.width), signed(vf.width),
             signed(wf.width + vin.frac + 1), terms=max(n_in, R * P),
-            col_init=round_offset(msg_shift))
+            col_init=round_offset(msg_shift), row_shift=mu_shift, col_shift=msg_shift)
         m.d.comb += [mac.v.eq(phi), mac.column.eq(column), mac.unit_w.eq(late_weights),
                      mac.first.eq(Mux(column, sX_r == 0, sX_j == 0)),
                      mac.row_en.eq(sX & row_pass), mac.col_en.eq(sX & sends)]
@@ -450,7 +450,7 @@ class PCLayer(wiring.Component):
         row_end = sS & row_pass & (sS_j == n_in - 1)
         for p in range(P):
             mu_val = Signal(signed(vf.width), name=f"mu_val{p}")
-            m.d.comb += mu_val.eq(saturate(floor_shift(mac.row_acc[p], mu_shift), vf))
+            m.d.comb += mu_val.eq(saturate(mac.row_sum[p], vf))
             _, mu_wr = ports["mu"][p]
             _, x_wr = ports["x"][p]
             with m.If(row_end & valid[p]):
@@ -474,7 +474,7 @@ class PCLayer(wiring.Component):
             msg_valid = Signal()
             msg_data = Signal.like(self.below.msg_data)
             m.d.sync += [msg_valid.eq(sS & sends & (sS_r == R - 1)),
-                         msg_data.eq(saturate(floor_shift(mac.col_acc, msg_shift), vin))]
+                         msg_data.eq(saturate(mac.col_sum, vin))]
             m.d.comb += [self.below.msg_valid.eq(msg_valid), self.below.msg_data.eq(msg_data)]
             busy = busy | msg_valid
 

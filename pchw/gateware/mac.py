@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..latency import MULTIPLIER_STAGES
+from .fixed import floor_shift
 
 __all__ = ["registered_product", "MacLanes"]
 
@@ -37,9 +38,10 @@ class MacLanes(wiring.Component):
     Timing: ``w``, ``v``, ``e``, ``column`` and ``unit_w`` are the operands of cycle ``t``; their
     products ``product_p`` are valid in cycle ``t + MULTIPLIER_STAGES`` (registered), and so are
     the accumulation controls ``first``, ``row_en``, ``col_en`` and ``init`` that use them.
-    The accumulators ``row_acc`` and ``col_acc`` take the new sums at the clock edge when
-    ``row_en`` / ``col_en`` is high: a sum whose last product is in cycle ``t`` is in the
-    accumulator in cycle ``t + 1``.
+    The accumulators take the new sums at the clock edge when ``row_en`` / ``col_en`` is high;
+    ``row_sum`` and ``col_sum`` are the accumulators shifted right by ``row_shift`` /
+    ``col_shift`` (floor; left for a negative shift): a sum whose last product is in cycle
+    ``t`` is there in cycle ``t + 1``.
 
     Parameters
     ----------
@@ -51,16 +53,20 @@ class MacLanes(wiring.Component):
     col_init : int
         The start of every column accumulation (non-negative, below ``2**(weight + lane value
         bits)``).
+    row_shift, col_shift : int
+        The shifts of ``row_sum`` and ``col_sum``.
     """
 
     def __init__(self, lanes, weight_shape, value_shape, lane_value_shape, init_shape, terms,
-                 col_init=0):
+                 col_init=0, row_shift=0, col_shift=0):
         self._lanes = lanes
         self._col_init = col_init
+        self._row_shift, self._col_shift = row_shift, col_shift
         operand = max(value_shape.width, lane_value_shape.width)
         row_width = max(weight_shape.width + value_shape.width + terms.bit_length() + 1,
                         init_shape.width + 1)
         col_width = weight_shape.width + lane_value_shape.width + terms.bit_length() + 2
+        self._row_width, self._col_width = row_width, col_width
         super().__init__({
             "w": In(data.ArrayLayout(weight_shape, lanes)),
             "v": In(value_shape),
@@ -69,8 +75,8 @@ class MacLanes(wiring.Component):
             "column": In(1), "unit_w": In(1),
             "first": In(1), "row_en": In(1), "col_en": In(1),
             "product": Out(data.ArrayLayout(signed(weight_shape.width + operand), lanes)),
-            "row_acc": Out(data.ArrayLayout(signed(row_width), lanes)),
-            "col_acc": Out(signed(col_width)),
+            "row_sum": Out(data.ArrayLayout(signed(row_width - row_shift), lanes)),
+            "col_sum": Out(signed(col_width - col_shift)),
         })
 
     def elaborate(self, platform):
@@ -83,10 +89,12 @@ class MacLanes(wiring.Component):
                 name=f"product{p}")
             m.d.comb += self.product[p].eq(product)
             products.append(product)
+            acc = Signal(signed(self._row_width), name=f"row_acc{p}")
             with m.If(self.row_en):
-                m.d.sync += self.row_acc[p].eq(
-                    Mux(self.first, self.init[p], self.row_acc[p]) + product)
+                m.d.sync += acc.eq(Mux(self.first, self.init[p], acc) + product)
+            m.d.comb += self.row_sum[p].eq(floor_shift(acc, self._row_shift))
+        col_acc = Signal(signed(self._col_width))
         with m.If(self.col_en):
-            m.d.sync += self.col_acc.eq(Mux(self.first, self._col_init, self.col_acc) +
-                                        sum(products))
+            m.d.sync += col_acc.eq(Mux(self.first, self._col_init, col_acc) + sum(products))
+        m.d.comb += self.col_sum.eq(floor_shift(col_acc, self._col_shift))
         return m

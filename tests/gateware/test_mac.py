@@ -44,9 +44,9 @@ def test_row_and_column_passes_are_exact():
                 for p in range(P):
                     ctx.set(dut.init[p], int(init[p]))
             if t == S + n:       # the cycle after the row's last accumulation
-                rows.extend(ctx.get(dut.row_acc[p]) for p in range(P))
+                rows.extend(ctx.get(dut.row_sum[p]) for p in range(P))
             await ctx.tick()
-        cols.append(ctx.get(dut.col_acc))
+        cols.append(ctx.get(dut.col_sum))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
