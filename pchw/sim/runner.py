@@ -351,6 +351,7 @@ def simulate(
     seed: int | None = None,
     libraries: Sequence[str | os.PathLike] = (),
     defines: Mapping[str, object] | None = None,
+    log_file: str | os.PathLike | None = None,
 ) -> SimResults:
     """Build *verilog* (if not already built) and run the cocotb tests of *test_module* on it.
 
@@ -388,6 +389,9 @@ def simulate(
         gate-level netlist); part of the build key.
     defines:
         Preprocessor macros for the build.
+    log_file:
+        Write the build's and the simulator's output into this file instead of this
+        process's stdout (the run's output replaces the build's).
 
     Returns
     -------
@@ -435,6 +439,7 @@ def simulate(
                     sources=[source, *map(Path, libraries)], hdl_toplevel=toplevel,
                     build_dir=build_dir, build_args=build_args, parameters=parameters,
                     defines=dict(defines or {}), timescale=TIMESCALE, waves=waves, always=True,
+                    log_file=log_file,
                 )
             except (RuntimeError, SystemExit) as error:
                 raise SimulationFailed(
@@ -466,7 +471,7 @@ def simulate(
                 test_filter=_test_filter(testcase), seed=seed, extra_env=env, waves=waves,
                 build_dir=build_dir,
                 test_dir=test_dir, results_xml=str(results_xml), timescale=TIMESCALE,
-                plusargs=plusargs,
+                plusargs=plusargs, log_file=log_file,
             )
         except SystemExit as error:  # cocotb_tools exits when a test failed or the sim died
             exit_code = error.code
