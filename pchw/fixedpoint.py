@@ -17,7 +17,8 @@ from .errors import PchwError
 
 __all__ = [
     "Format", "requantise", "saturate", "round_shift", "exact_matmul", "stochastic_noise",
-    "srhash32", "Saturations",
+    "srhash32", "srhash_round_keys", "srhash_words", "srhash_round", "SRHASH_FIELDS",
+    "Saturations",
 ]
 
 MIN_WIDTH = 2
@@ -132,8 +133,42 @@ def exact_matmul(a, b, a_bits, b_bits):
 # function of (seed, learning step, layer, row, column) and any hardware lane order gets the
 # same bits. The mixer is 8 rounds of the Speck64 round function (add, rotate, xor: no
 # multiplier), with fixed round keys that carry the seed and the layer.
+#
+# The key layout below (argument order, field widths, where each field goes, the round keys and
+# the round) is stated once: this NumPy hash and the circuit (pchw.gateware.srhash) both build
+# their words with srhash_words, their keys with srhash_round_keys and mix with srhash_round.
 _MASK32 = 0xFFFFFFFF
 _ROUND_CONSTANTS = tuple((0x9E3779B9 * (i + 1)) & _MASK32 for i in range(8))
+
+#: The hash's arguments in their one order, with their widths in bits (higher bits are dropped).
+SRHASH_FIELDS = (("seed", 24), ("step", 32), ("layer", 8), ("row", 16), ("col", 16))
+_WIDTH = dict(SRHASH_FIELDS)
+#: Rotations of the round: ``a`` right by the first, ``b`` left by the second.
+SRHASH_ROTATIONS = (8, 3)
+
+
+def srhash_round_keys(seed, layer):
+    """The 8 round keys (Python ints): the round constants xor ``seed << 8 | layer``."""
+    key = ((int(seed) & ((1 << _WIDTH["seed"]) - 1)) << _WIDTH["layer"]) | \
+        (int(layer) & ((1 << _WIDTH["layer"]) - 1))
+    return tuple(constant ^ key for constant in _ROUND_CONSTANTS)
+
+
+def srhash_words(step, row, col, concat):
+    """The two 32-bit words the rounds mix: ``a = step``, ``b = row << 16 | col``.
+
+    ``concat`` joins ``(value, width)`` pairs, least significant first, each value truncated to
+    its width (NumPy shifts and ors, Amaranth ``Cat``)."""
+    return (concat([(step, _WIDTH["step"])]),
+            concat([(col, _WIDTH["col"]), (row, _WIDTH["row"])]))
+
+
+def srhash_round(a, b, round_key, ror, rol, add, keep=lambda v: v):
+    """One Speck round on the 32-bit words ``a``, ``b``: ``a = (ror(a, 8) + b) ^ k``, then
+    ``b = rol(b, 3) ^ a``; ``ror``, ``rol`` and ``add`` (modulo 2**32) are the caller's, and
+    ``keep`` may hold the new ``a`` (a circuit names it, so ``b`` uses the same wires)."""
+    a = keep(add(ror(a, SRHASH_ROTATIONS[0]), b) ^ round_key)
+    return a, rol(b, SRHASH_ROTATIONS[1]) ^ a
 
 
 def _ror32(v, r):
@@ -144,19 +179,25 @@ def _rol32(v, r):
     return ((v << r) | (v >> (32 - r))) & _MASK32
 
 
+def _concat_np(fields):
+    out, offset = np.uint64(0), 0
+    for value, width in fields:
+        out = out | ((np.asarray(value, dtype=np.uint64) & np.uint64((1 << width) - 1))
+                     << np.uint64(offset))
+        offset += width
+    return out
+
+
 def srhash32(seed, step, layer, row, col):
     """32-bit hash of ``(seed, step, layer, row, col)``; arguments broadcast like NumPy arrays.
 
     ``seed`` < 2**24, ``layer`` < 2**8, ``row`` and ``col`` < 2**16 (the bias of a row uses the
-    column index ``n_in``), ``step`` is taken modulo 2**32.
+    column index ``n_in``), ``step`` is taken modulo 2**32 (:data:`SRHASH_FIELDS`).
     """
-    key = ((int(seed) & 0xFFFFFF) << 8) | (int(layer) & 0xFF)
-    a = np.asarray(step, dtype=np.uint64) & _MASK32
-    b = ((np.asarray(row, dtype=np.uint64) << 16) | np.asarray(col, dtype=np.uint64)) & _MASK32
-    a, b = np.broadcast_arrays(a, b)
-    for constant in _ROUND_CONSTANTS:
-        a = ((_ror32(a, 8) + b) & _MASK32) ^ (constant ^ key)
-        b = _rol32(b, 3) ^ a
+    a, b = np.broadcast_arrays(*srhash_words(step, row, col, _concat_np))
+    for k in srhash_round_keys(seed, layer):
+        a, b = srhash_round(a, b, np.uint64(k), _ror32, _rol32,
+                            lambda x, y: (x + y) & np.uint64(_MASK32))
     return a.astype(np.int64)
 
 

@@ -487,10 +487,10 @@ class PCLayer(wiring.Component):
             m.d.comb += row.eq(sX_r * P + p)
             noise_w = noise_b = None
             if stochastic and shift_w > 0:
-                h = srhash32(m, pc.seed, l, self.step, row, sX_j, name=f"hash_w{p}")
+                h = srhash32(m, pc.seed, self.step, l, row, sX_j, name=f"hash_w{p}")
                 noise_w = noise_bits(h, shift_w)
             if stochastic and shift_b > 0:
-                h = srhash32(m, pc.seed, l, self.step, row, n_in, name=f"hash_b{p}")
+                h = srhash32(m, pc.seed, self.step, l, row, n_in, name=f"hash_b{p}")
                 noise_b = noise_bits(h, shift_b)
             product = registered_product(m, eps[p], phi, name=f"update_product{p}")
             if incremental:      # the lanes send messages meanwhile: hold W and eps instead

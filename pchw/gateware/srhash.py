@@ -1,12 +1,14 @@
 """The stochastic-rounding hash as a circuit: the twin of :func:`pchw.fixedpoint.srhash32`.
 
 Eight rounds of the Speck64 round function (adders, rotations, XORs; no multiplier), keyed by
-constants that carry the seed and the layer. Combinational (zero cycles).
+constants that carry the seed and the layer. Combinational (zero cycles). The argument order,
+the words, the round keys and the round are :mod:`pchw.fixedpoint`'s (``srhash_words``,
+``srhash_round_keys``, ``srhash_round``); only the bit operations are this module's.
 """
 
 from amaranth.hdl import Cat, Const, Signal
 
-from ..fixedpoint import _ROUND_CONSTANTS
+from ..fixedpoint import srhash_round, srhash_round_keys, srhash_words
 
 __all__ = ["srhash32", "noise_bits"]
 
@@ -26,17 +28,26 @@ def _field(value, width):
     return Cat(value.as_unsigned(), Const(0, width))[:width]
 
 
-def srhash32(m, seed, layer, step, row, col, name="srhash"):
-    """A 32-bit signal computing the hash, added to ``m.d.comb``; ``seed`` and ``layer`` are
-    Python ints, ``step``, ``row`` and ``col`` ints or expressions (taken modulo 2**32, 2**16,
-    2**16). Each round's words are named signals, so the logic stays a chain, not a tree."""
-    key = ((seed & 0xFFFFFF) << 8) | (layer & 0xFF)
-    a, b = _field(step, 32), Cat(_field(col, 16), _field(row, 16))
-    for i, constant in enumerate(_ROUND_CONSTANTS):
-        next_a, next_b = Signal(32, name=f"{name}_a{i}"), Signal(32, name=f"{name}_b{i}")
-        m.d.comb += [next_a.eq((_ror(a, 8) + b)[:32] ^ Const(constant ^ key, 32)),
-                     next_b.eq(_rol(b, 3) ^ next_a)]
-        a, b = next_a, next_b
+def _concat(fields):
+    return Cat(*(_field(value, width) for value, width in fields))
+
+
+def srhash32(m, seed, step, layer, row, col, name="srhash"):
+    """A 32-bit signal computing :func:`pchw.fixedpoint.srhash32` (same arguments, same order),
+    added to ``m.d.comb``; ``seed`` and ``layer`` are Python ints, ``step``, ``row`` and ``col``
+    ints or expressions (taken modulo 2**32, 2**16, 2**16). Each round's words are named
+    signals, so the logic stays a chain, not a tree."""
+    a, b = srhash_words(step, row, col, _concat)
+
+    def named(value, label):
+        signal = Signal(32, name=label)
+        m.d.comb += signal.eq(value)
+        return signal
+
+    for i, key in enumerate(srhash_round_keys(seed, layer)):
+        a, b = srhash_round(a, b, Const(key, 32), _ror, _rol, lambda x, y: (x + y)[:32],
+                            keep=lambda v, i=i: named(v, f"{name}_a{i}"))
+        b = named(b, f"{name}_b{i}")
     return a
 
 

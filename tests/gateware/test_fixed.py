@@ -77,6 +77,6 @@ def test_srhash_circuit_matches_golden():
     rng = np.random.default_rng(2)
     vectors = list(zip(rng.integers(0, 2 ** 32, 100), rng.integers(0, 2 ** 16, 100),
                        rng.integers(0, 2 ** 16, 100)))
-    got = run_comb([step, row, col], lambda m, s, r, c: srhash_circuit(m, 77, 3, s, r, c),
+    got = run_comb([step, row, col], lambda m, s, r, c: srhash_circuit(m, 77, s, 3, r, c),
                    vectors, with_module=True)
     assert got == [int(srhash32(77, s, 3, r, c)) for s, r, c in vectors]
