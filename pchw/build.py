@@ -30,7 +30,6 @@ from . import __version__, latency, protocol
 from .boards import board as find_board
 from .boards import check_fit, estimate, lanes_for
 from .errors import PchwError
-from .protocol import Opcode
 
 __all__ = ["TOOLS", "toolchain_env", "default_dir", "design_name", "prepare", "build", "flash",
            "BuildResult", "parse_nextpnr_report", "parse_nextpnr_log", "parse_yosys_cells"]
@@ -339,29 +338,11 @@ def _resources(target, used, yosys_cells):
     return table
 
 
-def _throughput(network, clock_hz, baud, reply_overhead):
-    """Cycles and samples/s of INFER and LEARN at ``clock_hz`` (compute only, and over the
-    UART, one command at a time: command bytes, latency, reply bytes, 10 bits a byte)."""
-    rows = {}
-    outputs = network.layers[-1] * protocol.value_bytes(network.value_format(network.L))
-    for op in (Opcode.INFER, Opcode.LEARN):
-        cycles = latency.command_latency(network, op) + reply_overhead
-        command = protocol.HEADER_SIZE + protocol.payload_length(network, op) + protocol.CRC_SIZE
-        reply = protocol.HEADER_SIZE + outputs + protocol.CRC_SIZE
-        line_s = 10 * (command + reply) / baud
-        rows[op.name] = {
-            "command_latency_cycles": cycles,
-            "command_bytes": command, "reply_bytes": reply,
-            "samples_per_s_compute": round(clock_hz / cycles, 1),
-            "samples_per_s_uart": round(1 / (line_s + cycles / clock_hz), 1),
-        }
-    return rows
-
-
 def _report(network, description_hash, target, name, baud, top, est, used, fmax, critical,
             yosys_cells, times, chosen, errors, directory, unanalysed=()):
     from .sweep import fingerprint
     resources = _resources(target, used, yosys_cells)
+    link = latency.HostLink(baud, top.reply_overhead)
     clock = None
     if fmax:
         # The design's one clock (the sync domain); if several, the one with least margin.
@@ -389,13 +370,12 @@ def _report(network, description_hash, target, name, baud, top, est, used, fmax,
         "cycles": {"core_infer": latency.core_infer_cycles(network),
                    "core_learn": latency.core_learn_cycles(network),
                    "uart_path_overhead": top.reply_overhead},
-        "throughput": {"at_board_clock": _throughput(network, top.clock_hz, baud,
-                                                     top.reply_overhead)},
+        "throughput": {"at_board_clock": latency.throughput(network, top.clock_hz, link)},
         "errors": errors,
     }
     if clock:
-        report["throughput"]["at_fmax"] = _throughput(network, clock["achieved_mhz"] * 1e6,
-                                                      baud, top.reply_overhead)
+        report["throughput"]["at_fmax"] = latency.throughput(network,
+                                                             clock["achieved_mhz"] * 1e6, link)
     (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (directory / "report.md").write_text(_markdown(report))
     return report
@@ -439,15 +419,17 @@ def _markdown(r):
     c = r["cycles"]
     lines += ["## Cycles and throughput", "",
               f"Core: {c['core_infer']} cycles per inference, {c['core_learn']} more per "
-              f"learning step (`pchw.latency`). Command latency: last command bit in to first "
-              f"reply bit out, including {c['uart_path_overhead']} cycles of UART path.", "",
-              "| command | clock | latency (cycles) | samples/s, compute | samples/s over the "
-              "UART |", "|---|---|---:|---:|---:|"]
+              f"learning step (`pchw.latency`). Command latency: last command byte in to "
+              f"first reply byte out; at the pins (last command bit in to first reply bit "
+              f"out) {c['uart_path_overhead']} cycles of UART path more.", "",
+              "| command | clock | latency (cycles) | at the pins (cycles) | samples/s, compute "
+              "| samples/s over the UART |", "|---|---|---:|---:|---:|---:|"]
     for label, key in (("design clock", "at_board_clock"), ("Fmax", "at_fmax")):
         mhz = r["clock_hz"] / 1e6 if key == "at_board_clock" else (f and f["achieved_mhz"])
         for op, t in r["throughput"].get(key, {}).items():
             lines.append(f"| {op} | {label} ({mhz:g} MHz) | {t['command_latency_cycles']} | "
-                         f"{t['samples_per_s_compute']:,.0f} | {t['samples_per_s_uart']:,.0f} |")
+                         f"{t['link_latency_cycles']} | {t['samples_per_s_compute']:,.0f} | "
+                         f"{t['samples_per_s_uart']:,.0f} |")
     lines += ["", "The UART column sends one command at a time and waits for its reply "
               f"(10 bits a byte). `pchw build --clock MHZ` runs the design nearer its Fmax "
               f"through the board's PLL.", "", "## Build", "",

@@ -15,10 +15,13 @@ a column pass with message (relaxation, ``l >= 2``) ``MESSAGE_STAGES + VALUE_STA
 group per cycle, one stage).
 """
 
+from dataclasses import dataclass
+
+from . import protocol
 from .protocol import Opcode, value_bytes
 
 __all__ = ["row_groups", "pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles",
-           "macs_per_sample", "command_latency"]
+           "macs_per_sample", "command_latency", "HostLink", "throughput"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its product
@@ -125,3 +128,49 @@ def command_latency(network, opcode, layer=None):
         params = (n_out * n_in + n_out) * value_bytes(network.weight_format(layer))
         return REPLY_OVERHEAD + _load(params) + AFTER_LOAD
     return REPLY_OVERHEAD
+
+
+# Throughput: the one formula every report, sweep and benchmark quotes.
+
+@dataclass(frozen=True)
+class HostLink:
+    """A serial host link: ``baud``, bits on the line per byte (start, 8 data, stop), and the
+    cycles its receiver and transmitter add to :func:`command_latency` (the board top's
+    ``reply_overhead``)."""
+    baud: int
+    overhead_cycles: int
+    bits_per_byte: int = 10
+
+
+def throughput(network, clock_hz, link=None):
+    """Cycles and samples/s of INFER and LEARN at ``clock_hz``, one command at a time.
+
+    Returns ``{"INFER": record, "LEARN": record}``. Without the host link every record has
+    ``core_cycles`` (the core's: a LEARN runs the feedforward first) and
+    ``command_latency_cycles`` (:func:`command_latency`: the payload loads, the core, the
+    reply's start) and ``samples_per_s_compute`` (the clock over the command latency, back to
+    back). With ``link`` (a :class:`HostLink`) it also has ``link_latency_cycles`` (the command
+    latency and the link's overhead: last stop bit in to first start bit out),
+    ``command_bytes``, ``reply_bytes`` and ``samples_per_s_uart``: one over the line time of
+    both frames plus the link latency. Rates are rounded to 0.1 samples/s.
+    """
+    L = network.L
+    outputs = network.layers[L] * value_bytes(network.value_format(L))
+    infer = core_infer_cycles(network)
+    core = {Opcode.INFER: infer, Opcode.LEARN: infer + core_learn_cycles(network)}
+    rates = {}
+    for op in (Opcode.INFER, Opcode.LEARN):
+        cycles = command_latency(network, op)
+        record = {"core_cycles": core[op], "command_latency_cycles": cycles,
+                  "samples_per_s_compute": round(clock_hz / cycles, 1)}
+        if link is not None:
+            pins = cycles + link.overhead_cycles
+            command = protocol.HEADER_SIZE + protocol.payload_length(network, op) \
+                + protocol.CRC_SIZE
+            reply = protocol.HEADER_SIZE + outputs + protocol.CRC_SIZE
+            line_s = link.bits_per_byte * (command + reply) / link.baud
+            record.update({"link_latency_cycles": pins, "command_bytes": command,
+                           "reply_bytes": reply,
+                           "samples_per_s_uart": round(1 / (line_s + pins / clock_hz), 1)})
+        rates[op.name] = record
+    return rates

@@ -427,12 +427,16 @@ def train_point(network, settings, tp):
 
 
 def _rates(net, clock_hz):
-    """Command latencies (:mod:`pchw.latency`) and samples/s at ``clock_hz``."""
-    from .latency import command_latency
-    from .protocol import Opcode
-    infer, learn = command_latency(net, Opcode.INFER), command_latency(net, Opcode.LEARN)
-    return {"clock_mhz": round(clock_hz / 1e6, 2), "infer_cycles": infer, "learn_cycles": learn,
-            "infer_per_s": round(clock_hz / infer, 1), "learn_per_s": round(clock_hz / learn, 1)}
+    """Command latencies and compute samples/s at ``clock_hz`` (:func:`pchw.latency.throughput`
+    without the host link)."""
+    from .latency import throughput
+    rates = throughput(net, clock_hz)
+    infer, learn = rates["INFER"], rates["LEARN"]
+    return {"clock_mhz": round(clock_hz / 1e6, 2),
+            "infer_cycles": infer["command_latency_cycles"],
+            "learn_cycles": learn["command_latency_cycles"],
+            "infer_per_s": infer["samples_per_s_compute"],
+            "learn_per_s": learn["samples_per_s_compute"]}
 
 
 def _report_resources(report):

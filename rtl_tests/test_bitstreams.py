@@ -83,8 +83,11 @@ def check_report(result, described, target, lanes):
     assert r["cycles"]["core_infer"] == latency.core_infer_cycles(network)
     assert r["cycles"]["core_learn"] == latency.core_learn_cycles(network)
     infer = r["throughput"]["at_board_clock"]["INFER"]
-    assert infer["command_latency_cycles"] == latency.command_latency(network, Opcode.INFER) \
+    assert infer["command_latency_cycles"] == latency.command_latency(network, Opcode.INFER)
+    assert infer["link_latency_cycles"] == infer["command_latency_cycles"] \
         + r["cycles"]["uart_path_overhead"]
+    assert r["throughput"]["at_board_clock"] == latency.throughput(
+        network, r["clock_hz"], latency.HostLink(r["baud"], r["cycles"]["uart_path_overhead"]))
     assert infer["samples_per_s_compute"] == round(
         target.clock_hz / infer["command_latency_cycles"], 1)
     assert (result.directory / "report.md").read_text().startswith(

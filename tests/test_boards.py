@@ -444,3 +444,23 @@ def test_lanes_auto_in_the_description(tmp_path):
     with pytest.raises(PchwError, match=r'hardware.lanes: needs 2 positive integers \(one per '
                                         r'weight layer\) or "auto", got \'fast\''):
         pchw.Network([2, 3, 1], ["relu", "relu"], lanes="fast")
+
+
+def test_build_report_quotes_the_throughput(tmp_path):
+    """The build report's throughput is pchw.latency.throughput with the UART link, at the
+    design clock and at Fmax, and its markdown shows both latencies."""
+    from types import SimpleNamespace
+
+    from pchw import latency
+    network, target = pchw.load("models/xor"), boards.board("icebreaker")
+    top = SimpleNamespace(clock_hz=12e6, pll=None, divisor=104, reply_overhead=5)
+    report = build._report(network, "0" * 64, target, "pchw_xor", 115200, top,
+                           boards.estimate(network, target), {"ICESTORM_LC": (900, 5280)},
+                           {"clk": (30.0, 12.0)}, [], {}, {}, {}, [], tmp_path)
+    link = latency.HostLink(115200, 5)
+    assert report["throughput"] == {"at_board_clock": latency.throughput(network, 12e6, link),
+                                    "at_fmax": latency.throughput(network, 30e6, link)}
+    infer = report["throughput"]["at_board_clock"]["INFER"]
+    assert (f"| INFER | design clock (12 MHz) | {infer['command_latency_cycles']} | "
+            f"{infer['command_latency_cycles'] + 5} | "
+            f"{infer['samples_per_s_compute']:,.0f} |") in (tmp_path / "report.md").read_text()

@@ -1,0 +1,51 @@
+"""pchw.latency: the throughput every report quotes (the cycle counts themselves are held to the
+circuit by tests/gateware/test_core.py and test_top.py)."""
+
+import pytest
+
+import pchw
+from pchw import sweep
+from pchw.latency import (HostLink, command_latency, core_infer_cycles, core_learn_cycles,
+                          throughput)
+from pchw.protocol import Opcode
+
+
+@pytest.fixture(scope="module")
+def xor():
+    return pchw.load("models/xor")
+
+
+def test_throughput_without_the_host_link(xor):
+    rates = throughput(xor, 12e6)
+    assert set(rates) == {"INFER", "LEARN"}
+    infer, learn = command_latency(xor, Opcode.INFER), command_latency(xor, Opcode.LEARN)
+    assert rates["INFER"] == {"core_cycles": core_infer_cycles(xor),
+                              "command_latency_cycles": infer,
+                              "samples_per_s_compute": round(12e6 / infer, 1)}
+    assert rates["LEARN"] == {"core_cycles": core_infer_cycles(xor) + core_learn_cycles(xor),
+                              "command_latency_cycles": learn,
+                              "samples_per_s_compute": round(12e6 / learn, 1)}
+
+
+def test_throughput_with_the_host_link(xor):
+    """xor: 2 inputs and 2 outputs of Q12.8 (2 bytes each); frames are a 4-byte header, the
+    payload and a crc byte, 10 bits a byte on the line; the link adds 5 cycles of latency."""
+    bare, linked = throughput(xor, 12e6), throughput(xor, 12e6, HostLink(115200, 5))
+    for op, command_bytes in (("INFER", 4 + 4 + 1), ("LEARN", 4 + 8 + 1)):
+        cycles = bare[op]["command_latency_cycles"]
+        line_s = 10 * (command_bytes + 9) / 115200
+        assert linked[op] == {**bare[op], "link_latency_cycles": cycles + 5,
+                              "command_bytes": command_bytes, "reply_bytes": 9,
+                              "samples_per_s_uart": round(1 / (line_s + (cycles + 5) / 12e6), 1)}
+        # The compute rate is the link's ceiling, and the link is the bottleneck here.
+        assert linked[op]["samples_per_s_uart"] < linked[op]["samples_per_s_compute"] / 10
+
+
+def test_the_sweep_quotes_it(xor):
+    rates = throughput(xor, 25e6)
+    row = sweep._rates(xor, 25e6)
+    assert row == {"clock_mhz": 25.0,
+                   "infer_cycles": rates["INFER"]["command_latency_cycles"],
+                   "learn_cycles": rates["LEARN"]["command_latency_cycles"],
+                   "infer_per_s": rates["INFER"]["samples_per_s_compute"],
+                   "learn_per_s": rates["LEARN"]["samples_per_s_compute"]}
