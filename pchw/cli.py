@@ -48,12 +48,83 @@ def _load_array(path, what, width):
         raise PchwError(f"{path}: cannot read as .npy: {error}")
     if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.number):
         raise PchwError(f"{path}: {what} must be a numeric array")
+    if np.iscomplexobj(a):
+        raise PchwError(f"{path}: {what} is complex ({a.dtype}); give real numbers")
     a = np.atleast_2d(a).astype(np.float64)
     if a.ndim != 2 or a.shape[1] != width:
         raise PchwError(f"{path}: {what} has shape {a.shape}, expected (N, {width})")
     if not np.all(np.isfinite(a)):
         raise PchwError(f"{path}: {what} contains NaN or infinity")
     return a
+
+
+def _probe_folder(folder, path):
+    """Fail unless a file can be created in the existing folder ``folder`` (for ``path``)."""
+    import tempfile
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise PchwError(f"{path}: cannot create files in {folder} ({error.strerror or error})")
+
+
+def _output_file(path, option):
+    """``path`` checked, before any work, to be a file that can be written: its folder exists
+    and is writable, and it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise PchwError(f"{option} {path}: is a folder, not a file")
+    if not path.parent.is_dir():
+        raise PchwError(f"{option} {path}: no such folder {path.parent}")
+    _probe_folder(path.parent, path)
+    return path
+
+
+def _output_folder(path, option):
+    """``path`` checked, before any work, to be a folder that exists or can be created, and in
+    which files can be written (nothing is created)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PchwError(f"{option} {path}: exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PchwError(f"{option} {path}: {existing} is not a folder")
+    _probe_folder(existing, path)
+    return path
+
+
+VERILOG_KEYWORDS = frozenset("""
+    always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+    deassign default defparam design disable edge else end endcase endconfig endfunction
+    endgenerate endmodule endprimitive endspecify endtable endtask event for force forever fork
+    function generate genvar highz0 highz1 if ifnone incdir include initial inout input instance
+    integer join large liblist library localparam macromodule medium module nand negedge nmos
+    nor noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+    pulldown pullup pulsestyle_onevent pulsestyle_ondetect rcmos real realtime reg release
+    repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify
+    specparam strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0
+    tri1 triand trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor
+    xnor xor""".split())       # IEEE 1364-2005 reserved words
+
+
+def _verilog_name(name):
+    """``name`` if it is a plain Verilog identifier that is not a reserved word."""
+    import re
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) or name in VERILOG_KEYWORDS:
+        raise PchwError(f"--top {name!r}: not a Verilog module name (letters, digits, _ and $, "
+                        "not starting with a digit or $, and not a Verilog keyword)")
+    return name
+
+
+def _saving(path, write, *args, **kwargs):
+    """``write(*args, **kwargs)``, which writes ``path``, with an operating system error as a
+    one-line message (the path was checked before the work began, but a disk can fill up)."""
+    try:
+        return write(*args, **kwargs)
+    except OSError as error:
+        raise PchwError(f"{path}: cannot write: {error.strerror or error}")
 
 
 def _lanes_arg(text):
@@ -76,13 +147,22 @@ def cmd_info(args):
 
 
 def cmd_init(args):
-    layers = [int(n) for n in args.layers.split(",") if n]
+    try:
+        layers = [int(n) for n in args.layers.split(",") if n.strip()]
+    except ValueError:
+        raise PchwError(f"--layers {args.layers!r}: expected layer sizes separated by commas, "
+                        "e.g. 64,32,10")
+    folder = _output_folder(args.model, "MODEL")
+    existing = [f for f in ("network.toml", "weights.npz") if (folder / f).exists()]
+    if existing and not args.force:
+        raise PchwError(f"{folder} already holds a model ({' and '.join(existing)}); pass "
+                        "--force to overwrite it")
     activations = args.activations.split(",") if args.activations else \
         ["identity"] + ["relu"] * (len(layers) - 2)
     network = Network(layers, activations, init_seed=args.seed, name=Path(args.model).name,
                       dataset=args.dataset, source="pchw init",
                       pc=PCSettings(mode=args.mode))
-    network.save(args.model)
+    _saving(args.model, network.save, args.model)
     print(f"wrote {args.model}/network.toml and weights.npz (random initialisation, seed "
           f"{args.seed}); edit network.toml, then `pchw train {args.model}`")
 
@@ -93,6 +173,8 @@ def cmd_train(args):
         network = network.with_settings(mode=args.mode)
     if args.init is not None:
         network = network.with_params(*network.init_params(args.init))
+    if args.output:
+        _output_folder(args.output, "-o")
     data = _dataset_for(network, args)
     _progress(f"{data.describe()}; training {args.epochs} epoch(s), batch size {args.batch_size}")
     results = {}
@@ -120,7 +202,7 @@ def cmd_train(args):
     if args.fixed:
         print(f"saturations: {model.saturations}")
     if args.output:
-        model.to_network().save(args.output)
+        _saving(args.output, model.to_network().save, args.output)
         print(f"saved PC-trained parameters to {args.output}")
     else:
         print("not saved (use -o DIR to save the trained model)")
@@ -141,6 +223,10 @@ def cmd_eval(args):
 
 def cmd_golden(args):
     network = load(args.model)
+    out = Path(args.out)
+    if out.suffix != ".npz":             # numpy.savez would add it: say the file's real name
+        out = out.with_name(out.name + ".npz")
+    out = _output_file(out, "--out")
     inputs = _load_array(args.input, "input", network.layers[0])
     model = make_model(network, args.fixed)
     result = {}
@@ -175,9 +261,9 @@ def cmd_golden(args):
         if args.target or args.trace:
             raise PchwError("--target and --trace need --learn")
         result["output"] = model.infer(inputs)
-    np.savez(args.out, **result)
+    _saving(out, np.savez, out, **result)
     sats = model.saturations.as_dict()
-    print(f"wrote {args.out}: {', '.join(sorted(result))}")
+    print(f"wrote {out}: {', '.join(sorted(result))}")
     if args.fixed:
         print(f"saturations: {json.dumps(sats) if sats else 'none'}")
 
@@ -185,9 +271,12 @@ def cmd_golden(args):
 def cmd_verilog(args):
     from . import verilog
     network = load(args.model)
+    if args.top is not None:
+        _verilog_name(args.top)
+    _output_folder(Path(args.output).parent, "-o")
     start = time.perf_counter()
     _progress(f"elaborating {verilog.module_name(network)} ({' -> '.join(map(str, network.layers))})")
-    v_path, m_path = verilog.write(network, args.output, args.top)
+    v_path, m_path = _saving(args.output, verilog.write, network, args.output, args.top)
     info = verilog.manifest(network, args.top)
     cycles = info["latency_cycles"]["commands"]
     print(f"wrote {v_path} and {m_path} in {time.perf_counter() - start:.1f} s")
@@ -202,16 +291,31 @@ def cmd_sim(args):
     except ImportError as missing:
         raise PchwError(f"pchw sim needs cocotb ({missing}); pip install 'pchw[sim]'")
     network = load(args.model)
-    if args.samples < 0:
-        raise PchwError("--samples must be >= 0")
+    for name in ("gaps", "backpressure"):
+        if not 0 <= getattr(args, name) < 1:
+            raise PchwError(f"--{name} {getattr(args, name)}: a probability in [0, 1)")
+    if args.waves:
+        _output_file(args.waves, "--waves")
+    elif args.waves is not None:
+        _probe_folder(Path.cwd(), Path.cwd())
+    if args.random:
+        commands = simnet.random_commands(network, args.samples, args.learn, seed=args.seed)
+        source = f"random inputs{' and targets' if args.learn else ''} (seed {args.seed})"
+    else:
+        if not (args.dataset or network.dataset):
+            raise PchwError(f"{args.model} names no dataset: pass --dataset NAME (known: "
+                            f"{', '.join(DATASETS)}) or --random (seeded random inputs and "
+                            "targets)")
+        data = _dataset_for(network, args)
+        commands = simnet.dataset_commands(network, data, args.samples, args.learn)
+        source = f"the {data.name} training split"
     task = "LEARN" if args.learn else "INFER"
-    _progress(f"simulating {args.samples} {task} command(s) of {network.dataset or 'digits'} on "
+    _progress(f"simulating {args.samples} {task} command(s) from {source} on "
               f"{args.simulator} (the first build of a design takes a while)")
     start = time.perf_counter()
     try:
-        summary = simnet.run_dataset(network, args.simulator, args.samples,
-                                     args.learn, waves=args.waves is not None,
-                                     gaps=args.gaps, backpressure=args.backpressure)
+        summary = simnet.run(network, args.simulator, commands, waves=args.waves is not None,
+                             gaps=args.gaps, backpressure=args.backpressure)
     except runner.SimulationFailed as failure:
         summary = getattr(failure, "summary", None)
         if summary:
@@ -225,7 +329,7 @@ def cmd_sim(args):
         if not found:
             raise PchwError(f"no waveform file in {summary['run_dir']}")
         target = Path(args.waves or found[0].name)
-        shutil.copyfile(found[0], target)
+        _saving(target, shutil.copyfile, found[0], target)
         print(f"waveforms: {target}")
 
 
@@ -422,6 +526,8 @@ def _parser():
     q.add_argument("--mode", choices=MODES, default="standard", help="PC mode")
     q.add_argument("--dataset", choices=DATASETS, help="default dataset of the model")
     q.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
+    q.add_argument("--force", action="store_true",
+                   help="overwrite the model already in MODEL (its weights are lost)")
     q.set_defaults(func=cmd_init)
 
     q = sub.add_parser("train", help="train with PC learning (and backprop for comparison)",
@@ -474,7 +580,18 @@ def _parser():
                    help="simulator (default verilator)")
     q.add_argument("--learn", action="store_true", help="LEARN (on-chip learning) commands")
     q.add_argument("--samples", type=int, default=16, metavar="N",
-                   help="dataset samples to send (default 16)")
+                   help="samples to send (default 16)")
+    inputs = q.add_mutually_exclusive_group()
+    inputs.add_argument("--dataset", choices=DATASETS,
+                        help="the dataset to take the samples from (default: the model's "
+                        "network.dataset)")
+    inputs.add_argument("--random", action="store_true",
+                        help="seeded random inputs (and targets) in [-1, 1] of the model's "
+                        "shape instead of a dataset")
+    q.add_argument("--split-seed", type=int, default=0, metavar="N",
+                   help="seed of the dataset's train/test split (default 0)")
+    q.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of --random (default 0)")
     q.add_argument("--gaps", type=float, default=0.0, metavar="P",
                    help="probability of an idle cycle between input bytes (default 0)")
     q.add_argument("--backpressure", type=float, default=0.0, metavar="P",
@@ -611,6 +728,9 @@ def main(argv=None):
         if getattr(args, name, 1) < 1:
             print(f"pchw: error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if getattr(args, "samples", 0) < 0:
+        print("pchw: error: --samples must be at least 0", file=sys.stderr)
+        return 2
     try:
         args.func(args)
     except PchwError as error:

@@ -82,15 +82,82 @@ def test_golden_infer(xor_model, tmp_path):
      "--learn needs --target"),
     (["golden", "{model}", "--input", "{tmp}/good.npy", "--target", "{tmp}/good.npy",
       "--out", "{tmp}/r.npz"], "need --learn"),
+    # Output paths are checked before any work (issue 15)
+    (["golden", "{model}", "--input", "{tmp}/good.npy", "--out", "/nonexistent/r.npz"],
+     "--out /nonexistent/r.npz: no such folder /nonexistent"),
+    (["golden", "{model}", "--input", "{tmp}/good.npy", "--out", "{tmp}/file.npz/r.npz"],
+     "no such folder .*file.npz"),
+    (["init", "{model}", "--layers", "2,8,2"], r"already holds a model \(network.toml and "
+     r"weights.npz\); pass --force"),
+    (["init", "{tmp}/new", "--layers", "2,a,2"], "--layers '2,a,2': expected layer sizes"),
+    (["init", "/proc/new", "--layers", "2,2"], "/proc/new: cannot create files in /proc"),
+    (["init", "{tmp}/file.npz", "--layers", "2,2"], "exists and is not a folder"),
+    (["verilog", "{model}", "-o", "{tmp}/v.v", "--top", "1 bad-name"],
+     "--top '1 bad-name': not a Verilog module name"),
+    (["verilog", "{model}", "-o", "{tmp}/v.v", "--top", "module"], "not a Verilog module name"),
+    (["verilog", "{model}", "-o", "/proc/sub/v.v"], "cannot create files in /proc"),
+    # Bad inputs are refused, not converted (issue 15)
+    (["golden", "{model}", "--input", "{tmp}/complex.npy", "--out", "{tmp}/r.npz"],
+     r"complex.npy: input is complex \(complex128\); give real numbers"),
+    (["sim", "{model}", "--dataset", "digits"], "dataset digits has 64 inputs"),
+    (["sim", "{model}", "--gaps", "1"], r"--gaps 1.0: a probability in \[0, 1\)"),
 ])
 def test_user_errors_are_one_line(xor_model, tmp_path, capsys, argv, message):
     np.save(tmp_path / "bad.npy", np.zeros((1, 3)))
     np.save(tmp_path / "good.npy", np.zeros((1, 2)))
+    np.save(tmp_path / "complex.npy", np.zeros((1, 2)) + 1j)
+    (tmp_path / "file.npz").write_text("not a folder")
     argv = [a.format(model=xor_model, tmp=tmp_path) for a in argv]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("pchw: error: ") and err.count("\n") == 1
     assert re.search(message, err)
+    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "v.v").exists()
+
+
+def test_output_errors_come_before_the_work(xor_model, capsys):
+    """`train -o` into a folder that cannot be written fails at once, not after training."""
+    assert main(["train", str(xor_model), "--epochs", "1", "-o", "/proc/trained"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pchw: error: /proc/trained: cannot create files in /proc (")
+    assert err.count("\n") == 1
+    assert "epoch" not in err                                     # no training happened
+
+
+def test_golden_says_the_file_it_wrote(xor_model, tmp_path, capsys):
+    """numpy adds .npz to a name without it; the message names the file really written."""
+    np.save(tmp_path / "x.npy", np.eye(2))
+    (tmp_path / "out").mkdir()
+    assert main(["golden", str(xor_model), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert f"wrote {tmp_path / 'out.npz'}: output" in capsys.readouterr().out
+    assert (tmp_path / "out.npz").is_file()
+
+
+def test_init_refuses_to_overwrite_a_model_without_force(xor_model, capsys):
+    before = pchw.load(xor_model)
+    assert main(["init", str(xor_model), "--layers", "2,8,2", "--seed", "5"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert np.array_equal(pchw.load(xor_model).weights[0], before.weights[0])   # untouched
+    assert main(["init", str(xor_model), "--layers", "2,8,2", "--seed", "5", "--force"]) == 0
+    assert not np.array_equal(pchw.load(xor_model).weights[0], before.weights[0])
+
+
+@pytest.mark.parametrize("argv", [["run", "{model}", "--golden", "--samples", "-3"],
+                                  ["sim", "{model}", "--samples", "-1"]])
+def test_negative_samples_are_refused(xor_model, capsys, argv):
+    assert main([a.format(model=xor_model) for a in argv]) == 2
+    assert capsys.readouterr().err == "pchw: error: --samples must be at least 0\n"
+
+
+def test_sim_refuses_a_model_without_dataset(tmp_path, capsys):
+    """No silent fallback to digits: --dataset NAME or --random must be given."""
+    assert main(["init", str(tmp_path / "m"), "--layers", "3,2"]) == 0
+    capsys.readouterr()
+    assert main(["sim", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "names no dataset: pass --dataset NAME" in err
+    assert "--random" in err
 
 
 def test_installed_command_reports_bad_description_without_traceback(xor_model):

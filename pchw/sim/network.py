@@ -13,30 +13,44 @@ import numpy as np
 
 from .. import protocol, verilog
 from ..datasets import load_dataset
+from ..errors import PchwError
 from . import runner
 
-__all__ = ["dataset_commands", "run"]
+__all__ = ["dataset_commands", "random_commands", "run", "run_dataset"]
 
 TESTBENCH = "pchw.sim.network_tb"
 
 
-def dataset_commands(network, data, samples, learn):
-    """IDENTIFY, then ``samples`` INFER commands (or, to learn, one INFER and ``samples`` LEARN
-    commands) from the training split, then a READ_PARAMS of every layer."""
+def _commands(network, xs, ys, learn):
+    """IDENTIFY, then an INFER per input (or, to learn, one INFER of the first input and a LEARN
+    per pair), then a READ_PARAMS of every layer; ``xs``, ``ys`` as floats."""
     f0, fL = network.value_format(0), network.value_format(network.L)
-    order = np.arange(samples) % len(data.x_train)
-    targets = data.one_hot(data.y_train)
     commands = [protocol.identify_command()]
-    if learn and samples:
-        commands.append(protocol.infer_command(network, f0.quantise(data.x_train[0])))
-    for i in order:
-        x = f0.quantise(data.x_train[i])
+    if learn and len(xs):
+        commands.append(protocol.infer_command(network, f0.quantise(xs[0])))
+    for x, y in zip(xs, ys):
         if learn:
-            commands.append(protocol.learn_command(network, x, fL.quantise(targets[i])))
+            commands.append(protocol.learn_command(network, f0.quantise(x), fL.quantise(y)))
         else:
-            commands.append(protocol.infer_command(network, x))
+            commands.append(protocol.infer_command(network, f0.quantise(x)))
     commands += [protocol.read_params_command(l) for l in range(1, network.L + 1)]
     return commands
+
+
+def dataset_commands(network, data, samples, learn):
+    """IDENTIFY, then ``samples`` INFER commands (or, to learn, one INFER and ``samples`` LEARN
+    commands) from the training split (repeated as needed), then a READ_PARAMS of every layer."""
+    order = np.arange(samples) % len(data.x_train)
+    return _commands(network, data.x_train[order], data.one_hot(data.y_train)[order], learn)
+
+
+def random_commands(network, samples, learn, seed=0):
+    """As :func:`dataset_commands`, on inputs and targets drawn uniformly from ``[-1, 1]``
+    (seeded by ``seed``) in the model's shape: a model without a dataset can be simulated."""
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-1, 1, (samples, network.layers[0]))
+    ys = rng.uniform(-1, 1, (samples, network.layers[-1]))
+    return _commands(network, xs, ys, learn)
 
 
 def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
@@ -76,6 +90,8 @@ def _read(path):
 
 
 def run_dataset(network, simulator, samples, learn, **kwargs):
-    """:func:`run` on ``samples`` samples of the model's dataset."""
-    data = load_dataset(network.dataset or "digits")
+    """:func:`run` on ``samples`` samples of the model's dataset (``network.dataset``)."""
+    if not network.dataset:
+        raise PchwError(f"{network.source}: names no dataset (network.dataset)")
+    data = load_dataset(network.dataset)
     return run(network, simulator, dataset_commands(network, data, samples, learn), **kwargs)
