@@ -417,6 +417,8 @@ def cmd_run(args):
 def cmd_build(args):
     from . import build
     network = load(args.model)
+    if args.output:
+        _output_folder(args.output, "-o")
     start = time.perf_counter()
     clock_hz = None if args.clock is None else args.clock * 1e6
     result = build.build(network, args.board, args.output, lanes=args.lanes, clock_hz=clock_hz,
@@ -468,7 +470,8 @@ def cmd_sweep(args):
                         "cluster has the workers it has")
     if args.workers is not None and args.workers < 1:
         raise PchwError("--workers must be at least 1")
-    output = Path(args.output or Path("build") / "sweep" / (network.name or "model"))
+    output = _output_folder(args.output or Path("build") / "sweep" / (network.name or "model"),
+                            "-o")
     start = time.perf_counter()
     result = sweep.run_sweep(network, grid, output, scheduler=args.scheduler,
                              workers=args.workers, progress=_progress)
@@ -480,6 +483,8 @@ def cmd_sweep(args):
 
 def cmd_report(args):
     from .report import write_report
+    if args.output:
+        _output_folder(args.output, "-o")
     index = write_report(args.model, args.board, args.output, args.report_epochs,
                          progress=_progress)
     print(f"wrote {index} (figures and report.json beside it)")

@@ -96,6 +96,8 @@ def test_golden_infer(xor_model, tmp_path):
      "--top '1 bad-name': not a Verilog module name"),
     (["verilog", "{model}", "-o", "{tmp}/v.v", "--top", "module"], "not a Verilog module name"),
     (["verilog", "{model}", "-o", "/proc/sub/v.v"], "cannot create files in /proc"),
+    (["build", "{model}", "--board", "icebreaker", "-o", "/proc/b"], "cannot create files in"),
+    (["report", "{model}", "-o", "/proc/r"], "/proc/r: cannot create files in /proc"),
     # Bad inputs are refused, not converted (issue 15)
     (["golden", "{model}", "--input", "{tmp}/complex.npy", "--out", "{tmp}/r.npz"],
      r"complex.npy: input is complex \(complex128\); give real numbers"),
