@@ -1,0 +1,170 @@
+"""``pchw serve``: the simulated board top (and the golden device model) behind a pty, driven by
+real serial clients in other processes: ``pchw run --port`` (pyserial) and raw byte streams."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pchw
+from pchw import protocol
+
+from .harness import require_simulator
+
+PCHW = str(Path(sys.executable).parent / "pchw")
+MODEL = "models/xor"
+#: How long a server may take to come up: a cold Verilator build of the board top, on a
+#: shared CI machine (about 40 s here with the other core busy).
+START_TIMEOUT_S = 600
+
+
+@contextlib.contextmanager
+def served(tmp_path, *how):
+    """Run ``pchw serve MODEL *how --link tmp_path/pty``; yields the link once it exists, then
+    stops the server with SIGTERM and checks that it stopped cleanly."""
+    link = tmp_path / "pty"
+    err = open(tmp_path / "serve.err", "w+")
+    server = subprocess.Popen([PCHW, "serve", MODEL, *how, "--link", str(link)],
+                              stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not link.is_symlink():
+            if server.poll() is not None:
+                err.seek(0)
+                pytest.fail(f"pchw serve exited with {server.returncode}:\n{err.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"pchw serve did not open its pty within {START_TIMEOUT_S} s")
+            time.sleep(0.1)
+        path = server.stdout.readline().strip()         # the pty's path, first line on stdout
+        assert path.startswith("/dev/pts/") and os.path.realpath(link) == path
+        yield link
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+        server.stdout.close()
+        err.seek(0)
+        log = err.read()
+        err.close()
+    assert code == 0, log
+    assert "pchw serve: stopped" in log
+    assert not link.exists(), "the link outlived the server"
+
+
+def _serve_args(where):
+    if where == "golden":
+        return ("--golden",)
+    require_simulator(where)
+    return ("--sim", "--simulator", where)
+
+
+def run_against(link, *args):
+    result = subprocess.run([PCHW, "run", MODEL, "--port", str(link), *args, "--timeout", "20"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def garbled_units(network, rng):
+    """Chunks a host might send, each complete in itself (no partial frame is left waiting):
+    line noise without a sync byte, frames with a bad crc, an unknown opcode, a wrong length,
+    a bad layer, an over-length header, and good commands in between."""
+    f0, fL = network.value_format(0), network.value_format(network.L)
+    noise = bytes(b for b in rng.integers(0, 256, 40, dtype=np.uint8) if
+                  b != protocol.SYNC_COMMAND)
+    x = f0.quantise(rng.uniform(-1, 1, network.layers[0]))
+    y = fL.quantise(rng.uniform(-1, 1, network.layers[-1]))
+    infer = protocol.infer_command(network, x)
+    bad_crc = infer[:-1] + bytes([infer[-1] ^ 0x5A])
+    too_long = bytes([protocol.SYNC_COMMAND, int(protocol.Opcode.INFER), 0xFF, 0xFF])
+    return [
+        protocol.identify_command(),
+        noise,
+        bad_crc,
+        noise[:7] + infer,                                       # noise, then a good command
+        protocol.command_frame(0xEE, b"\x01\x02"),               # unknown opcode
+        protocol.command_frame(int(protocol.Opcode.INFER), b"\x00"),   # wrong length
+        protocol.command_frame(int(protocol.Opcode.READ_PARAMS), bytes([network.L + 3])),
+        too_long + noise[:5],
+        protocol.learn_command(network, x, y),
+        infer,
+        protocol.read_params_command(network.L),
+    ]
+
+
+def exchange_garbled(link):
+    """Write each unit to the pty as a serial client would, read until the golden device model's
+    replies have come (then a little longer: nothing more may come), and compare byte for byte."""
+    import serial
+    network = pchw.load(MODEL)
+    device = protocol.DeviceModel(network)
+    statuses = []
+    with serial.Serial(str(link), 115200, timeout=0) as port:
+        for unit in garbled_units(network, np.random.default_rng(5)):
+            want = b"".join(device.feed(unit))
+            port.write(unit)
+            got, deadline = bytearray(), time.monotonic() + 20
+            while len(got) < len(want) and time.monotonic() < deadline:
+                port.timeout = 0.05
+                got += port.read(len(want) - len(got))
+            port.timeout = 0.3
+            got += port.read(1)                                     # anything extra?
+            assert bytes(got) == want, f"unit {unit.hex()}: got {bytes(got).hex()}, " \
+                                       f"expected {want.hex()}"
+            pos = 0
+            while pos < len(want):
+                size = protocol.frame_size(want[pos:pos + protocol.HEADER_SIZE])
+                statuses.append(protocol.parse_reply(want[pos:pos + size])[0])
+                pos += size
+    return statuses
+
+
+@pytest.mark.parametrize("where", ["golden", "verilator"])
+def test_run_port_against_served_device(where, tmp_path):
+    """`pchw run --port` (a separate process, pyserial) against the served device: 32 on-chip
+    learning steps, every reply and the weights read back equal the golden model's."""
+    with served(tmp_path, *_serve_args(where)) as link:
+        first = run_against(link)                        # inference only: the state is kept
+        # a second client after the first has gone: the server keeps serving
+        out = run_against(link, "--learn", "--epochs", "8")
+    assert "4/4 outputs equal the golden model's bit for bit" in first
+    assert "4/4 predictions equal the golden model's" in out
+    assert out.count("epoch ") == 8
+    assert "weights after on-chip learning equal the golden model's, bit for bit" in out
+    assert "4/4 outputs equal the golden model's bit for bit" in out
+
+
+@pytest.mark.parametrize("where", ["golden", "verilator"])
+def test_garbled_stream_gets_the_documented_replies(where, tmp_path):
+    """Line noise, bad crcs, unknown opcodes, wrong lengths and layers, over-length headers and
+    good commands written to the pty: the replies equal the golden device model's, byte for
+    byte, and include each documented error status."""
+    with served(tmp_path, *_serve_args(where)) as link:
+        statuses = exchange_garbled(link)
+    S = protocol.Status
+    assert {S.OK, S.ERR_CHECKSUM, S.ERR_OPCODE, S.ERR_LENGTH, S.ERR_ARGUMENT} <= set(statuses)
+
+
+def test_serve_on_icarus(tmp_path):
+    """The same board top on Icarus Verilog: a short learning run, bit-exact."""
+    with served(tmp_path, *_serve_args("icarus")) as link:
+        out = run_against(link, "--learn")
+    assert "weights after on-chip learning equal the golden model's, bit for bit" in out
+
+
+def test_serve_refuses_a_bad_baud_rate(tmp_path):
+    result = subprocess.run([PCHW, "serve", MODEL, "--baud", "300000"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("pchw: error: --baud 300000:"), result.stderr
+    assert "Traceback" not in result.stderr
