@@ -251,7 +251,7 @@ def ram_blocks(depth, width, target):
 def estimate(network, target):
     """The :class:`Estimate` of ``network`` on the board ``target``."""
     L = network.L
-    from .gateware.layer import update_shifts
+    from .fixedpoint import LayerShifts
     multipliers = dsps = lane_bits = hashes = 0
     pc = network.pc
     for l in range(1, L + 1):
@@ -259,7 +259,8 @@ def estimate(network, target):
         w, v, v_in = (network.weight_format(l).width, network.value_format(l).width,
                       network.value_format(l - 1).width)
         if pc.weight_rounding == "stochastic":     # as pchw.gateware.layer instantiates them
-            hashes += lanes * sum(shift > 0 for shift in update_shifts(network, l))
+            shifts = LayerShifts.of(network, l)
+            hashes += lanes * sum(shift > 0 for shift in (shifts.weight, shifts.bias))
         # W x phi (and, l >= 2, W x eps for the message: the same multiplier), eps x phi.
         products = [(w, v_in if l == 1 else max(v, v_in)), (v, v_in)]
         multipliers += lanes * len(products)

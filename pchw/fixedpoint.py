@@ -17,6 +17,7 @@ from .errors import PchwError
 
 __all__ = [
     "Format", "requantise", "saturate", "round_shift", "exact_matmul", "stochastic_noise",
+    "INT64_BITS", "sum_bits", "product_sum_bits", "exact_dtype", "value_bits", "LayerShifts",
     "srhash32", "srhash_round_keys", "srhash_words", "srhash_round", "SRHASH_FIELDS",
     "Saturations",
 ]
@@ -79,8 +80,11 @@ class Format:
         x = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise PchwError("cannot quantise NaN or infinity")
-        # Scaling by a power of two is exact, so this is round-half-up of the exact product.
-        raw = np.floor(np.ldexp(x, self.frac) + 0.5)
+        # Scaling by a power of two and taking the fraction part are exact, so this is
+        # round-half-up of the exact product (floor(y + 0.5) would round y + 0.5 first).
+        y = np.ldexp(x, self.frac)
+        raw = np.floor(y)
+        raw = raw + (y - raw >= 0.5)
         raw = np.clip(raw, self.min - 1, self.max + 1).astype(np.int64)
         return saturate(raw, self, count)
 
@@ -99,34 +103,100 @@ def saturate(v, fmt, count=None):
     return out.astype(np.int64) if out.dtype == object else out
 
 
-def round_shift(acc, shift, noise=None):
+#: Two's-complement bits of the NumPy integers the golden model computes in where it can.
+INT64_BITS = 64
+
+
+def sum_bits(bits, terms):
+    """Signed bits that hold a sum of ``terms`` integers of ``bits`` signed bits each."""
+    return bits + max(int(terms) - 1, 0).bit_length()
+
+
+def product_sum_bits(a_bits, b_bits, terms):
+    """Signed bits that hold a sum of ``terms`` products of ``a_bits`` x ``b_bits`` signed
+    integers (a product needs ``a_bits + b_bits``: ``(-2**(a-1)) * (-2**(b-1))``)."""
+    return sum_bits(a_bits + b_bits, terms)
+
+
+def exact_dtype(bits, shift=0):
+    """``np.int64`` if integers of ``bits`` signed bits and everything :func:`round_shift` by
+    ``shift`` makes of them (the rounding addend or noise below ``2**shift``, a left shift by
+    ``-shift``) provably fit int64; else ``object`` (Python integers: exact, slower)."""
+    need = max(bits, shift + 1) + 1 if shift > 0 else bits - shift
+    return np.int64 if need <= INT64_BITS else object
+
+
+def value_bits(v):
+    """Signed bits that hold every integer of the array ``v`` (from its values)."""
+    v = np.asarray(v)
+    if v.size == 0:
+        return 1
+    return max(int(v.max()).bit_length(), int(-1 - v.min()).bit_length()) + 1
+
+
+def round_shift(acc, shift, noise=None, bits=None):
     """Divide exact integers by ``2**shift`` with pchw's rounding; no saturation.
 
     For ``shift > 0``: round half up, ``floor((acc + 2**(shift-1)) / 2**shift)``, or, with
     ``noise`` (integers uniform in ``0..2**shift-1``), stochastic rounding
     ``floor((acc + noise) / 2**shift)``. For ``shift <= 0``: an exact left shift.
+
+    Exact for any integers and shift: ``acc`` stays int64 only where :func:`exact_dtype` of
+    ``bits`` (a bound on ``acc``'s signed bits; taken from its values if not given) and
+    ``shift`` proves it, else the arithmetic is on Python integers.
     """
     acc = np.asarray(acc)
+    if acc.dtype != object:
+        if exact_dtype(value_bits(acc) if bits is None else bits, shift) is object:
+            acc = acc.astype(object)
     if shift > 0:
         add = (1 << (shift - 1)) if noise is None else noise
         return (acc + add) >> shift
     return acc << (-shift)
 
 
-def requantise(acc, shift, fmt, count=None, noise=None):
+def requantise(acc, shift, fmt, count=None, noise=None, bits=None):
     """Narrow an exact integer by ``shift`` bits (round, see :func:`round_shift`), then saturate."""
-    return saturate(round_shift(acc, shift, noise), fmt, count)
+    return saturate(round_shift(acc, shift, noise, bits), fmt, count)
 
 
-def exact_matmul(a, b, a_bits, b_bits):
+@dataclass(frozen=True)
+class LayerShifts:
+    """The right shifts of weight layer ``l``'s narrowings (``docs/fixed-point.md``), stated once
+    for the golden model and the circuits. With ``v_l``, ``w_l`` the fraction bits of the value
+    and weight formats and ``eta = 2**-k``:
+
+    ``mu``       ``w_l + v_{l-1} - v_l``: ``W_l phi_{l-1} + b_l`` into ``V_l``.
+    ``message``  ``v_l + w_l - v_{l-1}``: ``W_l^T eps_l``, sent down, into ``V_{l-1}``.
+    ``weight``   ``v_l + v_{l-1} - w_l + k``: ``eps_l phi_{l-1}`` into ``F_l``.
+    ``bias``     ``v_l - w_l + k``: ``eps_l`` into ``F_l``.
+
+    A shift may be negative (a left shift). The value update's shift is ``pc.gamma_shift``.
+    """
+    mu: int
+    message: int
+    weight: int
+    bias: int
+
+    @classmethod
+    def of(cls, network, l):
+        """The shifts of weight layer ``l`` (1..L) of a :class:`~pchw.network.Network`."""
+        vin, vout = network.value_format(l - 1).frac, network.value_format(l).frac
+        w, k = network.weight_format(l).frac, network.pc.eta_shift
+        return cls(mu=w + vin - vout, message=vout + w - vin, weight=vout + vin - w + k,
+                   bias=vout - w + k)
+
+
+def exact_matmul(a, b, a_bits, b_bits, shift=0, dtype=None):
     """Exact integer ``a @ b`` for operands of at most ``a_bits``/``b_bits`` signed bits.
 
-    Uses int64 when the sum of products provably fits, else Python integers (slow, exact).
+    In ``dtype`` if given, else in int64 when the sum of products and a :func:`round_shift` of
+    it by ``shift`` provably fit (:func:`exact_dtype`), else in Python integers (slow, exact).
     """
-    terms = a.shape[-1]
-    if a_bits + b_bits + int(terms).bit_length() <= 62:
-        return np.matmul(a.astype(np.int64, copy=False), b.astype(np.int64, copy=False))
-    return np.matmul(a.astype(object), b.astype(object))
+    if dtype is None:
+        dtype = exact_dtype(product_sum_bits(a_bits, b_bits, a.shape[-1]), shift)
+    return np.matmul(np.asarray(a).astype(dtype, copy=False),
+                     np.asarray(b).astype(dtype, copy=False))
 
 
 # Stochastic rounding noise: a counter-based hash, so that the noise of every weight is a pure

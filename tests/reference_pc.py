@@ -59,7 +59,7 @@ def noise_of(shift, seed, step, layer, row, col):
 
 
 class Reference:
-    """Online (batch-1) fixed-point PC on lists of Python ints."""
+    """Fixed-point PC on lists of Python ints (exact at any width: no NumPy integers)."""
 
     def __init__(self, net):
         self.net = net
@@ -89,7 +89,9 @@ class Reference:
     def infer(self, inputs):
         return self.feedforward(inputs)[self.L]
 
-    def update(self, phi, eps):
+    def update(self, phis, epss):
+        """One weight update from a batch: ``phis[s][l]``, ``epss[s][l]`` of each sample ``s``.
+        The products (and errors) are summed over the batch before the one narrowing."""
         pc = self.net.pc
         k = int(round(-math.log2(pc.learning_rate)))
         for l in range(1, self.L + 1):
@@ -100,24 +102,33 @@ class Reference:
             for i in range(len(self.W[l])):
                 for j in range(len(self.W[l][i])):
                     n = noise_of(sw, pc.seed, self.updates, l, i, j) if stoch and sw > 0 else None
-                    d = rq(eps[l][i] * phi[l - 1][j], sw, wf, n)
-                    self.W[l][i][j] = sat(self.W[l][i][j] + d, wf)
+                    acc = sum(eps[l][i] * phi[l - 1][j] for phi, eps in zip(phis, epss))
+                    self.W[l][i][j] = sat(self.W[l][i][j] + rq(acc, sw, wf, n), wf)
                 n = noise_of(sb, pc.seed, self.updates, l, i, len(self.W[l][i])) \
                     if stoch and sb > 0 else None
-                self.b[l][i] = sat(self.b[l][i] + rq(eps[l][i], sb, wf, n), wf)
+                acc = sum(eps[l][i] for eps in epss)
+                self.b[l][i] = sat(self.b[l][i] + rq(acc, sb, wf, n), wf)
         self.updates += 1
 
     def learn(self, inputs, target):
-        """Returns (prediction, trace of (x, mu, eps) snapshots)."""
+        """One sample. Returns (prediction, trace of (x, mu, eps) snapshots)."""
+        predictions, traces = self.learn_batch([inputs], [target])
+        return predictions[0], traces[0]
+
+    def learn_batch(self, inputs, targets):
+        """One learning step on a batch: each sample relaxes on its own (all with the same
+        weights), and each weight update sums over the batch. Returns (predictions, traces),
+        one per sample."""
         pc, L = self.net.pc, self.L
         g = int(round(-math.log2(pc.inference_rate)))
-        x = self.feedforward(inputs)
-        prediction = list(x[L])
-        x_ff = [list(v) for v in x]
-        x[L] = [quant(v, self.vf[L]) for v in target]
-        trace = []
+        xs = [self.feedforward(v) for v in inputs]
+        predictions = [list(x[L]) for x in xs]
+        x_ffs = [[list(v) for v in x] for x in xs]
+        for x, target in zip(xs, targets):
+            x[L] = [quant(v, self.vf[L]) for v in target]
+        traces = [[] for _ in xs]
 
-        def errors():
+        def errors(x, x_ff, trace):
             if pc.mode == "fixed_prediction":
                 phi = [self.phi(l, x_ff[l]) for l in range(L)]
                 mu = [None] + [x_ff[l] for l in range(1, L + 1)]
@@ -129,8 +140,7 @@ class Reference:
             trace.append(([list(v) for v in x], mu, eps))
             return phi, eps
 
-        for _ in range(pc.inference_steps):
-            phi, eps = errors()
+        def relax(x, x_ff, eps):
             new = [list(v) for v in x]
             for l in range(1, L):
                 above, wa = self.vf[l + 1], self.wf[l + 1]
@@ -140,9 +150,14 @@ class Reference:
                     xg = x_ff[l][j] if pc.mode == "fixed_prediction" else x[l][j]
                     gm = gate(self.net.activations[l], xg, m, self.vf[l])
                     new[l][j] = sat(x[l][j] + rq(gm - eps[l][j], g, self.vf[l]), self.vf[l])
+            return new
+
+        for _ in range(pc.inference_steps):
+            found = [errors(*state) for state in zip(xs, x_ffs, traces)]
+            xs = [relax(x, x_ff, eps) for x, x_ff, (_, eps) in zip(xs, x_ffs, found)]
             if pc.mode == "incremental":
-                self.update(phi, eps)
-            x = new
+                self.update([phi for phi, _ in found], [eps for _, eps in found])
         if pc.mode != "incremental":
-            self.update(*errors())
-        return prediction, trace
+            found = [errors(*state) for state in zip(xs, x_ffs, traces)]
+            self.update([phi for phi, _ in found], [eps for _, eps in found])
+        return predictions, traces

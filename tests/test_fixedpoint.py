@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pchw import Format, PchwError
-from pchw.fixedpoint import (exact_matmul, requantise, round_shift, saturate, srhash32,
+from pchw.fixedpoint import (exact_dtype, exact_matmul, requantise, round_shift, saturate, srhash32,
                              stochastic_noise)
 
 
@@ -42,6 +42,32 @@ def test_requantise_object_and_int64_agree(values, shift):
     b = requantise(np.array(values, dtype=object), shift, fmt)
     assert a.dtype == np.int64 and b.dtype == np.int64
     assert list(a) == list(b) == [exact_requantise(v, shift, fmt) for v in values]
+
+
+@given(st.lists(st.integers(-2 ** 31, 2 ** 31 - 1), min_size=1, max_size=4),
+       st.integers(-64, 100))
+def test_round_shift_is_exact_for_any_shift(values, shift):
+    """int64 inputs, shifts that leave int64 (left by up to 64, right by up to 100)."""
+    got = round_shift(np.array(values, dtype=np.int64), shift)
+    expected = [math.floor(Fraction(v, 2 ** shift) + Fraction(1, 2)) if shift > 0
+                else v * 2 ** -shift for v in values]
+    assert [int(v) for v in got] == expected
+
+
+def test_exact_dtype_counts_the_shift():
+    assert exact_dtype(33, -31) is np.int64 and exact_dtype(34, -31) is object
+    assert exact_dtype(40, 62) is np.int64 and exact_dtype(40, 63) is object
+    assert exact_dtype(63, 1) is np.int64 and exact_dtype(64, 1) is object
+    a = np.ones((2, 3), dtype=np.int64)
+    assert exact_matmul(a, a.T, 24, 24).dtype == np.int64
+    assert exact_matmul(a, a.T, 24, 24, shift=-20).dtype == object
+
+
+def test_quantise_rounds_the_exact_value():
+    """0.5 - 2^-54 is below one half: floor(x + 0.5) would round x + 0.5 up to 1 first."""
+    x = 0.5 - 2.0 ** -54
+    assert Format(8, 0).quantise([x, -x, 2.5, -2.5]).tolist() == [0, 0, 3, -2]
+    assert Format(8, 3).quantise([x / 8]).tolist() == [0]
 
 
 def test_round_half_up_ties():

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from pchw import Format, Formats, Network, PCSettings
 from pchw.backprop import gradients
+from pchw.fixedpoint import LayerShifts
 from pchw.golden import FixedModel, FloatModel
 from pchw.quality import AGREEMENT_STEPS, gradient_agreement, millidge_setup
 
@@ -228,3 +229,146 @@ def test_saturation_and_underflow_are_counted():
     assert counts["input[0]"] == 1
     assert counts.get("dW_zero[2]", 0) > 0         # eta = 2^-20 rounds every update to zero
     assert all(np.array_equal(w, q) for w, q in zip(model.W, FixedModel(net).W))
+
+
+# -- exact arithmetic at every legal width ----------------------------------------------------
+
+def _raw(rng, fmt, shape):
+    """Values of ``fmt`` (as floats, exactly representable) of every magnitude up to its range."""
+    bits = rng.integers(0, fmt.width, size=shape)
+    raw = [int(rng.integers(-(1 << b), 1 << b)) for b in np.ravel(bits)]
+    return np.ldexp(np.clip(np.reshape(np.array(raw, dtype=np.float64), shape), fmt.min,
+                            fmt.max), -fmt.frac)
+
+
+def _wide_network(layers, activations, value, weight, value_overrides=None,
+                  weight_overrides=None, params_seed=0, **pc):
+    formats = Formats(value, weight, value_overrides or {}, weight_overrides or {})
+    shell = Network(layers, activations, formats=formats)
+    rng = np.random.default_rng(params_seed)
+    weights = [_raw(rng, shell.weight_format(l), (layers[l], layers[l - 1]))
+               for l in range(1, len(layers))]
+    biases = [_raw(rng, shell.weight_format(l), (layers[l],)) for l in range(1, len(layers))]
+    return shell.with_params(weights, biases).with_settings(**pc)
+
+
+def _assert_matches_reference(net, batch, steps=2, seed=1):
+    """Golden model and the Python-int reference agree bit for bit on ``steps`` batches."""
+    rng = np.random.default_rng(seed)
+    model, ref = FixedModel(net), Reference(net)
+    out = net.value_format(net.L)
+    for _ in range(steps):
+        x = _raw(rng, net.value_format(0), (batch, net.layers[0]))
+        y = _raw(rng, out, (batch, net.layers[-1]))
+        assert [[int(v) for v in row] for row in np.ldexp(model.infer(x), out.frac)] \
+            == [ref.infer(list(row)) for row in x]
+        result = model.learn(x, y, trace=True)
+        predictions, traces = ref.learn_batch([list(r) for r in x], [list(r) for r in y])
+        assert np.ldexp(result.output, out.frac).astype(np.int64).tolist() == predictions
+        for s in range(batch):
+            assert len(result.trace) == len(traces[s])
+            for snap, (rx, rmu, reps) in zip(result.trace, traces[s]):
+                assert [v[s].tolist() for v in snap.x] == rx
+                assert [v[s].tolist() for v in snap.mu[1:]] == rmu[1:]
+                assert [v[s].tolist() for v in snap.eps[1:]] == reps[1:]
+        for l in range(1, net.L + 1):
+            assert model.W[l - 1].tolist() == ref.W[l]
+            assert model.b[l - 1].tolist() == ref.b[l]
+            assert model.W[l - 1].dtype == np.int64 and model.b[l - 1].dtype == np.int64
+    assert model.updates == ref.updates
+
+
+def test_wide_left_shift_saturates_instead_of_wrapping():
+    """Issue 15: Q20.0 values, Q32.31 weights, eta = 1: dW = 2^36 << 31 saturates to max."""
+    net = Network([1, 1], ["identity"], [np.zeros((1, 1))], [np.zeros(1)],
+                  formats=Formats(Format(20, 0), Format(32, 31)),
+                  pc=PCSettings(inference_steps=0, learning_rate=1.0))
+    model = FixedModel(net)
+    model.learn([[2 ** 18]], [[2 ** 18]])
+    assert model.W[0].tolist() == [[2147483647]] and model.b[0].tolist() == [2147483647]
+
+
+def test_wide_right_shift_beyond_64_bits():
+    """Issue 15: Q24.23 values, Q8.0 weights, eta = 2^-20: the weight shift is 66."""
+    net = _wide_network([2, 2], ["identity"], Format(24, 23), Format(8, 0), params_seed=3,
+                        inference_steps=2, learning_rate=2.0 ** -20)
+    assert LayerShifts.of(net, 1).weight == 66
+    _assert_matches_reference(net, batch=2)
+
+
+def _narrowing_case(kind, w, rounding):
+    """A network whose narrowing ``kind`` has its extreme shift at width ``w``; returns
+    ``(network, batch, (layer, shift name, expected shift))``."""
+    hi, lo = Format(w, w - 1), Format(w, 0)
+    mid = Format(w, w // 2)
+    layers, acts = [3, 4, 2], ["identity", "leaky_relu"]
+    pc = dict(mode="standard", inference_steps=2, inference_rate=0.5, learning_rate=1.0,
+              weight_rounding=rounding, seed=5)
+    v, f, batch = {}, {}, 1
+    if kind == "mu_left":              # w_1 + v_0 - v_1 = -(w - 1)
+        v, f, check = {0: lo, 1: hi}, {1: lo}, (1, "mu", -(w - 1))
+    elif kind == "mu_right":           # 2w - 2
+        v, f, check = {0: hi, 1: lo}, {1: hi}, (1, "mu", 2 * w - 2)
+    elif kind == "message_left":       # v_2 + w_2 - v_1 = -(w - 1)
+        v, f, check = {1: hi, 2: lo}, {2: lo}, (2, "message", -(w - 1))
+    elif kind == "message_right":
+        v, f, check = {1: lo, 2: hi}, {2: hi}, (2, "message", 2 * w - 2)
+    elif kind == "weight_left":        # v_1 + v_0 - w_1 + k = -(w - 1), summed over a batch
+        v, f, batch, check = {0: lo, 1: lo}, {1: hi}, 3, (1, "weight", -(w - 1))
+    elif kind == "weight_right":       # 2w - 2 + 30
+        v, f, batch, check = {0: hi, 1: hi}, {1: lo}, 3, (1, "weight", 2 * w - 2 + 30)
+        pc["learning_rate"] = 2.0 ** -30
+    elif kind == "bias_left":          # v_1 - w_1 + k = -(w - 1), summed over a batch
+        v, f, batch, check = {1: lo}, {1: hi}, 4, (1, "bias", -(w - 1))
+    elif kind == "bias_right":         # w - 1 + 30
+        v, f, batch, check = {1: hi}, {1: lo}, 4, (1, "bias", w - 1 + 30)
+        pc["learning_rate"] = 2.0 ** -30
+    elif kind == "batch_sums":         # incremental: every step sums a batch of 8
+        v, f, batch, check = {0: lo, 1: mid}, {1: lo}, 8, (1, "weight", w // 2)
+        pc.update(mode="incremental", learning_rate=1.0)
+    net = _wide_network(layers, acts, mid, mid, v, f, params_seed=w, **pc)
+    return net, batch, check
+
+
+NARROWINGS = ["mu_left", "mu_right", "message_left", "message_right", "weight_left",
+              "weight_right", "bias_left", "bias_right", "batch_sums"]
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+@pytest.mark.parametrize("width", range(24, 33))
+@pytest.mark.parametrize("kind", NARROWINGS)
+def test_every_narrowing_is_exact_at_wide_formats(kind, width, rounding):
+    """Each narrowing at its extreme shift for widths 24..32, against the Python-int reference."""
+    net, batch, (l, name, shift) = _narrowing_case(kind, width, rounding)
+    assert getattr(LayerShifts.of(net, l), name) == shift
+    _assert_matches_reference(net, batch)
+
+
+@st.composite
+def wide_networks(draw):
+    L = draw(st.integers(1, 3))
+    layers = [draw(st.integers(1, 4)) for _ in range(L + 1)]
+    activations = [draw(st.sampled_from(ACTIVATION_SPECS)) for _ in range(L)]
+
+    def fmt():
+        width = draw(st.integers(24, 32))
+        return Format(width, draw(st.integers(0, width - 1)))
+    pc = dict(mode=draw(st.sampled_from(["standard", "fixed_prediction", "incremental"])),
+              inference_steps=draw(st.integers(0, 3)),
+              inference_rate=2.0 ** -draw(st.integers(0, 30)),
+              learning_rate=2.0 ** -draw(st.integers(0, 30)),
+              weight_rounding=draw(st.sampled_from(["nearest", "stochastic"])),
+              seed=draw(st.integers(0, 100)))
+    net = _wide_network(layers, activations, fmt(), fmt(),
+                        {l: fmt() for l in range(L + 1) if draw(st.booleans())},
+                        {l: fmt() for l in range(1, L + 1) if draw(st.booleans())},
+                        params_seed=draw(st.integers(0, 2 ** 32 - 1)), **pc)
+    return net, draw(st.integers(1, 3)), draw(st.integers(0, 2 ** 32 - 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_networks())
+def test_wide_formats_match_reference(case):
+    """Random networks with every format 24..32 bits wide, batches of 1..3, every mode."""
+    net, batch, seed = case
+    _assert_matches_reference(net, batch, seed=seed)

@@ -36,13 +36,14 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..fixedpoint import LayerShifts
 from ..latency import MESSAGE_STAGES, MULTIPLIER_STAGES, PASS_STAGES, row_groups
 from .fixed import (ActivationUnit, gate_apply, gate_condition, requantise, round_offset,
                     saturate)
 from .mac import MacLanes, registered_product
 from .srhash import noise_bits, srhash32
 
-__all__ = ["Phase", "link_signature", "banks", "update_shifts", "message_lag", "PCLayer"]
+__all__ = ["Phase", "link_signature", "banks", "message_lag", "PCLayer"]
 
 
 class Phase(enum.Enum, shape=3):
@@ -57,14 +58,6 @@ class Phase(enum.Enum, shape=3):
 def banks(network, l):
     """Memory banks of layer ``l``'s state vectors: its lanes (``l >= 1``), or 1 (inputs)."""
     return network.lanes[l - 1] if l >= 1 else 1
-
-
-def update_shifts(network, l):
-    """Right shifts that narrow layer ``l``'s updates ``eta eps phi`` (into ``W_l``) and
-    ``eta eps`` (into ``b_l``); a stochastic-rounding hash unit serves each one above 0."""
-    vf, vin, wf = network.value_format(l), network.value_format(l - 1), network.weight_format(l)
-    eta = network.pc.eta_shift
-    return vf.frac + vin.frac - wf.frac + eta, vf.frac - wf.frac + eta
 
 
 def message_lag(network):
@@ -433,8 +426,8 @@ class PCLayer(wiring.Component):
         # The lanes: W phi + b per lane (row pass), W^T eps over the lanes (column pass); in the
         # UPDATE phase they pass eps through (weight 1) for the bias update. The accumulations
         # start from the rounding offset of their narrowing, which then is a shift.
-        mu_shift = wf.frac + vin.frac - vf.frac
-        msg_shift = vf.frac + wf.frac - vin.frac
+        shifts = LayerShifts.of(self._net, l)
+        mu_shift, msg_shift = shifts.mu, shifts.message
         m.submodules.mac = mac = MacLanes(
             P, signed(wf.width), signed(vin.width), signed(vf.width),
             signed(wf.width + vin.frac + 1), terms=max(n_in, R * P),
@@ -480,7 +473,7 @@ class PCLayer(wiring.Component):
 
         # The update: W += eta eps phi^T from the update multipliers, b += eta eps; rounded in
         # stage X, added and written in stage S.
-        shift_w, shift_b = update_shifts(self._net, l)
+        shift_w, shift_b = shifts.weight, shifts.bias
         stochastic = pc.weight_rounding == "stochastic"
         for p in range(P):
             row = Signal(range(R * P + 1), name=f"update_row{p}")

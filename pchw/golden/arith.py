@@ -9,8 +9,8 @@ The fixed-point rules are those of ``docs/fixed-point.md``; every narrowing goes
 
 import numpy as np
 
-from ..fixedpoint import (Saturations, exact_matmul, requantise, round_shift, saturate,
-                          stochastic_noise)
+from ..fixedpoint import (LayerShifts, Saturations, exact_dtype, exact_matmul, product_sum_bits,
+                          requantise, round_shift, saturate, stochastic_noise, sum_bits)
 
 __all__ = ["FloatArith", "FixedArith"]
 
@@ -82,8 +82,10 @@ class FloatArith:
 
 
 class FixedArith:
-    """Bit-exact fixed-point predictive coding on raw integers (NumPy int64, or Python ints
-    where an accumulator could exceed 62 bits). Saturations are counted in ``saturations``."""
+    """Bit-exact fixed-point predictive coding on raw integers. Every narrowing computes in NumPy
+    int64 where the formats prove that its accumulator and the shift that follows fit, else in
+    Python integers (:func:`~pchw.fixedpoint.exact_dtype`). Saturations are counted in
+    ``saturations``."""
 
     def __init__(self, network):
         self.network = network
@@ -91,7 +93,7 @@ class FixedArith:
         self.vf = [network.value_format(l) for l in range(network.L + 1)]
         self.wf = [None] + [network.weight_format(l) for l in range(1, network.L + 1)]
         self.g = network.pc.gamma_shift
-        self.k = network.pc.eta_shift
+        self.shifts = [None] + [LayerShifts.of(network, l) for l in range(1, network.L + 1)]
         self.stochastic = network.pc.weight_rounding == "stochastic"
         self.seed = network.pc.seed
         self.saturations = Saturations()
@@ -125,7 +127,7 @@ class FixedArith:
         if f.name == "relu":
             return np.maximum(x, 0)
         if f.name == "leaky_relu":
-            return np.where(x >= 0, x, round_shift(x, f.shift))
+            return np.where(x >= 0, x, round_shift(x, f.shift, bits=self.vf[l].width))
         if f.name == "hardtanh":
             return np.clip(x, -(1 << self.vf[l].frac), self.vf[l].one)
         return x
@@ -136,7 +138,8 @@ class FixedArith:
         if f.name == "relu":
             return np.where(x > 0, message, 0)
         if f.name == "leaky_relu":
-            return np.where(x > 0, message, round_shift(message, f.shift))
+            return np.where(x > 0, message, round_shift(message, f.shift,
+                                                        bits=self.vf[l].width))
         if f.name == "hardtanh":
             one = 1 << self.vf[l].frac
             return np.where((x > -one) & (x < one), message, 0)
@@ -144,21 +147,28 @@ class FixedArith:
 
     def mu(self, l, w, b, phi):
         vin, vout, wf = self.vf[l - 1], self.vf[l], self.wf[l]
-        acc = exact_matmul(phi, w.T, vin.width, wf.width)
-        acc = acc + (np.asarray(b, dtype=acc.dtype) << vin.frac)
-        return requantise(acc, wf.frac + vin.frac - vout.frac, vout, self._count("mu", l))
+        shift = self.shifts[l].mu
+        # The products' sum plus the bias aligned to it (b << v_{l-1}), then the narrowing.
+        bits = max(product_sum_bits(vin.width, wf.width, phi.shape[-1]),
+                   wf.width + vin.frac) + 1
+        dtype = exact_dtype(bits, shift)
+        acc = exact_matmul(phi, w.T, vin.width, wf.width, dtype=dtype)
+        acc = acc + (np.asarray(b).astype(dtype) << vin.frac)
+        return requantise(acc, shift, vout, self._count("mu", l), bits=bits)
 
     def eps(self, l, x, mu):
         return saturate(x - mu, self.vf[l], self._count("eps", l))
 
     def message(self, l, w_above, eps_above):
         above, wf = self.vf[l + 1], self.wf[l + 1]
-        acc = exact_matmul(eps_above, w_above, above.width, wf.width)
-        return requantise(acc, above.frac + wf.frac - self.vf[l].frac, self.vf[l],
-                          self._count("message", l))
+        shift = self.shifts[l + 1].message
+        acc = exact_matmul(eps_above, w_above, above.width, wf.width, shift)
+        return requantise(acc, shift, self.vf[l], self._count("message", l),
+                          bits=product_sum_bits(above.width, wf.width, eps_above.shape[-1]))
 
     def value_update(self, l, x, eps, gated):
-        dx = requantise(gated - eps, self.g, self.vf[l], self._count("dx", l))
+        dx = requantise(gated - eps, self.g, self.vf[l], self._count("dx", l),
+                        bits=self.vf[l].width + 1)
         return saturate(x + dx, self.vf[l], self._count("x", l))
 
     def weight_update(self, l, w, b, eps, phi, step):
@@ -168,10 +178,12 @@ class FixedArith:
         """
         vout, vin, wf = self.vf[l], self.vf[l - 1], self.wf[l]
         n_out, n_in = w.shape
-        acc_w = exact_matmul(eps.T, phi, vout.width, vin.width)
-        acc_b = eps.sum(axis=0)
-        shift_w = vout.frac + vin.frac - wf.frac + self.k
-        shift_b = vout.frac - wf.frac + self.k
+        shift_w, shift_b = self.shifts[l].weight, self.shifts[l].bias
+        # Sums over the batch of the products eps_i phi_j and of eps_i.
+        bits_w = product_sum_bits(vout.width, vin.width, eps.shape[0])
+        bits_b = sum_bits(vout.width, eps.shape[0])
+        acc_w = exact_matmul(eps.T, phi, vout.width, vin.width, shift_w)
+        acc_b = np.asarray(eps).astype(exact_dtype(bits_b, shift_b)).sum(axis=0)
         noise_w = noise_b = None
         if self.stochastic:
             rows = np.arange(n_out)
@@ -180,8 +192,8 @@ class FixedArith:
                                            np.arange(n_in)[None, :])
             if shift_b > 0:
                 noise_b = stochastic_noise(shift_b, self.seed, step, l, rows, n_in)
-        dw = requantise(acc_w, shift_w, wf, self._count("dW", l), noise_w)
-        db = requantise(acc_b, shift_b, wf, self._count("db", l), noise_b)
+        dw = requantise(acc_w, shift_w, wf, self._count("dW", l), noise_w, bits_w)
+        db = requantise(acc_b, shift_b, wf, self._count("db", l), noise_b, bits_b)
         self._count("dW_zero", l)(int(np.count_nonzero((acc_w != 0) & (dw == 0))))
         self._count("db_zero", l)(int(np.count_nonzero((acc_b != 0) & (db == 0))))
         return (saturate(w + dw, wf, self._count("W", l)),
