@@ -5,8 +5,10 @@ simulator summary and the benchmarks report them. Notation: ``R_l = ceil(n_l / P
 groups of layer ``l`` with ``P_l`` lanes; a matrix pass over ``W_l`` issues one address per
 cycle for ``R_l * n_{l-1}`` cycles (:func:`pass_cycles`).
 
-Core (``pchw.gateware.core.PCCore``): each phase is one start cycle, then the busy cycles of the
-slowest participating unit, then one cycle in which the sequencer sees them all idle. Busy
+Core (``pchw.gateware.core.PCCore``): its cycles are sums over the steps of
+:func:`pchw.schedule.schedule` (which phases run, in which order, on which units). Each phase
+is one start cycle, then the busy cycles of the slowest participating unit
+(:func:`busy_cycles`), then one cycle in which the sequencer sees them all idle. Busy
 cycles of a unit: a row pass (feedforward, prediction) or a column pass without message (weight
 update; layer 1 in incremental relaxation) ``pass + PASS_STAGES`` (the memory read, the
 multiplier's operand and product registers, the result register: accumulator or rounded update);
@@ -20,8 +22,8 @@ from dataclasses import dataclass
 from . import protocol
 from .protocol import Opcode, value_bytes
 
-__all__ = ["row_groups", "pass_cycles", "sweep_cycles", "core_infer_cycles", "core_learn_cycles",
-           "macs_per_sample", "command_latency", "HostLink", "throughput"]
+__all__ = ["row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
+           "core_learn_cycles", "macs_per_sample", "command_latency", "HostLink", "throughput"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its product
@@ -46,49 +48,37 @@ def sweep_cycles(network, l):
     return row_groups(network, l)
 
 
-def _phase(busy_cycles):
-    return PHASE_OVERHEAD + max(busy_cycles, default=0)
+def busy_cycles(network, l, kind, message=False):
+    """Busy cycles of unit ``l`` in a phase: a ``"row"`` pass, a ``"column"`` pass (with the
+    ``message`` to the unit below, or without), or the error ``"sweep"``."""
+    if kind == "sweep":
+        return sweep_cycles(network, l) + 1
+    cycles = pass_cycles(network, l) + PASS_STAGES
+    if kind == "column" and message:
+        cycles += MESSAGE_STAGES + VALUE_STAGES
+    return cycles
 
 
 def core_infer_cycles(network):
-    """Cycles the core is busy for INFER: the feedforward wavefront, one layer after another."""
-    return sum(_phase([pass_cycles(network, l) + PASS_STAGES]) for l in range(1, network.L + 1))
+    """Cycles the core is busy for INFER: the feedforward wavefront, one layer after another
+    (the sum over :func:`pchw.schedule.schedule`'s INFER steps)."""
+    from .schedule import schedule
+    return schedule(network).cycles(learn=False)
 
 
 def core_learn_cycles(network):
-    """Cycles the core is busy for LEARN (after the feedforward and the target load)."""
-    L, pc = network.L, network.pc
-    T, mode = pc.inference_steps, pc.mode
-    passes = [pass_cycles(network, l) for l in range(1, L + 1)]
-    relax = [passes[l - 1] + PASS_STAGES + MESSAGE_STAGES + VALUE_STAGES for l in range(2, L + 1)]
-    if mode == "incremental":
-        relax.append(passes[0] + PASS_STAGES)
-    sweep = _phase([sweep_cycles(network, l) + 1 for l in range(1, L + 1)])
-    predict = 0 if mode == "fixed_prediction" else _phase([p + PASS_STAGES for p in passes])
-    errors = predict + sweep
-    cycles = sweep                                        # mu from the feedforward
-    cycles += T * _phase(relax)
-    cycles += (max(T - 1, 0) if mode == "incremental" else T) * errors
-    if mode != "incremental":
-        cycles += _phase([p + PASS_STAGES for p in passes])   # the weight update
-    return cycles
+    """Cycles the core is busy for LEARN (after the feedforward and the target load): the sum
+    over :func:`pchw.schedule.schedule`'s LEARN steps."""
+    from .schedule import schedule
+    return schedule(network).cycles(learn=True)
 
 
 def macs_per_sample(network, learn):
     """Multiply-accumulates of one sample: the feedforward, and for learning the relaxation
-    passes, the error passes and the weight update, as the schedule performs them."""
-    L, pc = network.L, network.pc
-    weights = [network.layers[l] * network.layers[l - 1] for l in range(1, L + 1)]
-    macs = sum(weights)
-    if not learn:
-        return macs
-    T, mode = pc.inference_steps, pc.mode
-    relax = sum(weights[1:]) + (weights[0] if mode == "incremental" else 0)
-    errors = 0 if mode == "fixed_prediction" else sum(weights)
-    macs += T * relax + (max(T - 1, 0) if mode == "incremental" else T) * errors
-    if mode != "incremental":
-        macs += sum(weights)
-    return macs
+    passes, the error passes and the weight update, as the schedule performs them (one per
+    weight a pass visits; the sum over :func:`pchw.schedule.schedule`)."""
+    from .schedule import schedule
+    return schedule(network).macs(learn)
 
 
 # Network top (``pchw.gateware.top.NetworkTop``): cycles from the cycle in which the last byte

@@ -7,7 +7,7 @@ import pchw
 from pchw import sweep
 from pchw.latency import (HostLink, command_latency, core_infer_cycles, core_learn_cycles,
                           throughput)
-from pchw.protocol import Opcode
+from pchw.protocol import CRC_SIZE, HEADER_SIZE, Opcode
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,15 @@ def test_throughput_without_the_host_link(xor):
 
 
 def test_throughput_with_the_host_link(xor):
-    """xor: 2 inputs and 2 outputs of Q12.8 (2 bytes each); frames are a 4-byte header, the
-    payload and a crc byte, 10 bits a byte on the line; the link adds 5 cycles of latency."""
+    """xor: 2 inputs and 2 outputs of Q12.8 (2 bytes each); frames are a header, the payload
+    and a crc, 10 bits a byte on the line; the link adds 5 cycles of latency."""
     bare, linked = throughput(xor, 12e6), throughput(xor, 12e6, HostLink(115200, 5))
-    for op, command_bytes in (("INFER", 4 + 4 + 1), ("LEARN", 4 + 8 + 1)):
+    frame = HEADER_SIZE + CRC_SIZE
+    for op, command_bytes in (("INFER", frame + 4), ("LEARN", frame + 8)):
         cycles = bare[op]["command_latency_cycles"]
-        line_s = 10 * (command_bytes + 9) / 115200
+        line_s = 10 * (command_bytes + frame + 4) / 115200
         assert linked[op] == {**bare[op], "link_latency_cycles": cycles + 5,
-                              "command_bytes": command_bytes, "reply_bytes": 9,
+                              "command_bytes": command_bytes, "reply_bytes": frame + 4,
                               "samples_per_s_uart": round(1 / (line_s + (cycles + 5) / 12e6), 1)}
         # The compute rate is the link's ceiling, and the link is the bottleneck here.
         assert linked[op]["samples_per_s_uart"] < linked[op]["samples_per_s_compute"] / 10
