@@ -3,7 +3,8 @@
 For each model and board: the lanes it is built with (``pchw.boards.lanes_for``), resources and
 Fmax from the build report (``build/<board>/<model>/report.json``, built with ``pchw.build``
 when missing or stale), core cycles per inference and per learning sample (``pchw.latency``,
-held exact by the tests), samples/s at the board clock and at Fmax, and the ratio to the limit
+held exact by the tests), samples/s of the core at the board clock and at Fmax
+(``pchw.latency.throughput``), and the ratio to the limit
 
     samples/s / (multipliers on the device x Fmax / MACs per sample)
     = MACs per sample / (device multipliers x core cycles per sample)
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pchw
 from pchw import boards, build
-from pchw.latency import core_infer_cycles, core_learn_cycles, macs_per_sample
+from pchw.latency import macs_per_sample, throughput
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ["xor", "iris", "digits"]
@@ -53,8 +54,9 @@ def row(name, board_name, allow_build):
         print(f"building {name} for {board_name} (lanes {lanes}) ...", flush=True)
         report = build.build(network, board_name, progress=lambda line: None).report
     built = network.with_lanes(lanes)
-    infer = core_infer_cycles(built)
-    learn = infer + core_learn_cycles(built)            # a LEARN runs the feedforward first
+    rates = throughput(built, target.clock_hz)
+    infer = rates["INFER"]["core_cycles"]
+    learn = rates["LEARN"]["core_cycles"]               # a LEARN runs the feedforward first
     macs_infer, macs_learn = macs_per_sample(built, False), macs_per_sample(built, True)
     r = {"model": name, "board": board_name, "lanes": list(lanes),
          "core_cycles_infer": infer, "core_cycles_learn": learn,
@@ -69,8 +71,9 @@ def row(name, board_name, allow_build):
             if report is None or not report.get("fmax"):
                 continue
             clock = report["fmax"]["achieved_mhz"] * 1e6
-        r[f"infer_per_s_{key}"] = clock / infer
-        r[f"learn_per_s_{key}"] = clock / learn
+        rates = throughput(built, clock)
+        r[f"infer_per_s_{key}"] = rates["INFER"]["samples_per_s_core"]
+        r[f"learn_per_s_{key}"] = rates["LEARN"]["samples_per_s_core"]
     if report is not None:
         r["resources"] = report["resources"]
         r["fmax_mhz"] = report["fmax"]["achieved_mhz"] if report.get("fmax") else None

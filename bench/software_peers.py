@@ -28,7 +28,7 @@ import golden_throughput  # noqa: E402
 
 from pchw import backprop  # noqa: E402
 from pchw import boards  # noqa: E402
-from pchw.latency import core_infer_cycles, core_learn_cycles  # noqa: E402
+from pchw.latency import throughput  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ONLINE = "learning, online (batch 1)"
@@ -100,16 +100,18 @@ def fpga_rows(network):
         target = boards.board(name)
         lanes = boards.lanes_for(network, target)
         built = network.with_lanes(lanes)
-        cycles = core_infer_cycles(built) + core_learn_cycles(built)
+        learn = throughput(built, target.clock_hz)["LEARN"]
+        cycles = learn["core_cycles"]
         where = f"FPGA {name}, lanes {'/'.join(map(str, lanes))}"
         rows.append({"peer": f"{where}, at the {target.clock_hz / 1e6:g} MHz board clock",
-                     "samples_per_s": target.clock_hz / cycles, "cycles": cycles,
+                     "samples_per_s": learn["samples_per_s_core"], "cycles": cycles,
                      "source": "pchw.latency cycles"})
         report = board_throughput.current_report(network, target, lanes)
         if report and report.get("fmax"):
             mhz = report["fmax"]["achieved_mhz"]
             rows.append({"peer": f"{where}, at Fmax {mhz} MHz (nextpnr)",
-                         "samples_per_s": mhz * 1e6 / cycles, "cycles": cycles,
+                         "samples_per_s": throughput(built, mhz * 1e6)["LEARN"][
+                             "samples_per_s_core"], "cycles": cycles,
                          "source": "pchw.latency cycles, build report Fmax"})
     return rows
 

@@ -137,9 +137,10 @@ def throughput(network, clock_hz, link=None):
 
     Returns ``{"INFER": record, "LEARN": record}``. Without the host link every record has
     ``core_cycles`` (the core's: a LEARN runs the feedforward first) and
+    ``samples_per_s_core`` (the clock over them: the core's rate, loads not counted),
     ``command_latency_cycles`` (:func:`command_latency`: the payload loads, the core, the
-    reply's start) and ``samples_per_s_compute`` (the clock over the command latency, back to
-    back). With ``link`` (a :class:`HostLink`) it also has ``link_latency_cycles`` (the command
+    reply's start) and ``samples_per_s_compute`` (the clock over the command latency: commands
+    back to back, the host link not counted). With ``link`` (a :class:`HostLink`) it also has ``link_latency_cycles`` (the command
     latency and the link's overhead: last stop bit in to first start bit out),
     ``command_bytes``, ``reply_bytes`` and ``samples_per_s_uart``: one over the line time of
     both frames plus the link latency. Rates are rounded to 0.1 samples/s.
@@ -151,7 +152,8 @@ def throughput(network, clock_hz, link=None):
     rates = {}
     for op in (Opcode.INFER, Opcode.LEARN):
         cycles = command_latency(network, op)
-        record = {"core_cycles": core[op], "command_latency_cycles": cycles,
+        record = {"core_cycles": core[op], "samples_per_s_core": round(clock_hz / core[op], 1),
+                  "command_latency_cycles": cycles,
                   "samples_per_s_compute": round(clock_hz / cycles, 1)}
         if link is not None:
             pins = cycles + link.overhead_cycles
