@@ -15,6 +15,8 @@ are used by setting those; otherwise from the YoWASP packages of the ``boards`` 
 minute, and later runs start at once). Amaranth 0.5 itself knows nothing of YoWASP.
 """
 
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -54,6 +56,7 @@ RESOURCES = {
              "LUTRAM": "TRELLIS_RAMW"},
 }
 NEXTPNR_REPORT = "nextpnr-report.json"
+BUILD_KEY = "build.key"     # the build_key() of the finished build in a folder
 PLL_TOLERANCE = 0.05        # --clock: the PLL's nearest frequency may be this far off
 HEARTBEAT_S = 15            # seconds between progress lines while a stage runs
 
@@ -444,8 +447,46 @@ def _markdown(r):
 
 # -- the entry points ---------------------------------------------------------------------------
 
+def build_key(plan, tools):
+    """The content hash a build is cached under: every file of the build plan (the Verilog, the
+    constraints, the script) and the tools that run it (their commands, and the version of the
+    package or the size and time of the program). The same key means the same bitstream."""
+    digest = hashlib.sha256()
+    for filename in sorted(plan.files):
+        content = plan.files[filename]
+        digest.update(f"{filename}\0{len(content)}\0".encode())
+        digest.update(content.encode() if isinstance(content, str) else bytes(content))
+    for tool, command in sorted(tools.items()):
+        digest.update(f"{tool}\0{command}\0{_tool_identity(command)}\0".encode())
+    return digest.hexdigest()
+
+
+def _tool_identity(command):
+    path = Path(command)
+    name = path.name
+    if name.startswith("yowasp-"):          # the wheel's version says what runs
+        for package in (name, "yowasp-" + name.split("-")[1]):
+            try:
+                return importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    try:
+        found = Path(shutil.which(command) or command).resolve()
+        stat = found.stat()
+        return f"{found}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return "?"
+
+
+def _previous_stage_seconds(directory):
+    try:
+        return json.loads((directory / "report.json").read_text()).get("stage_seconds", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, baud=115200,
-          force=False, progress=print):
+          force=False, rebuild=False, progress=print):
     """Build a bitstream of ``network`` for the board ``board_name`` into ``directory``.
 
     Parameters
@@ -460,6 +501,9 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
         :func:`pll_for`) instead of at the oscillator's.
     baud : int               UART baud rate.
     force : bool             build even if :func:`pchw.boards.check_fit` refuses the network.
+    rebuild : bool
+        Run the tools even if ``directory`` holds a finished build with the same
+        :func:`build_key` (else that build's bitstream and logs are reused, in seconds).
     progress : callable      called with one line of progress at a time.
 
     Returns
@@ -490,10 +534,21 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
     progress(f"  estimate: {est.dsps} multiplier blocks, {est.bram_blocks} block RAMs,"
              f" ~{est.luts} LUTs (rough); build folder {directory}")
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in (NEXTPNR_REPORT, "report.json", "report.md", f"{name}{target.bitstream_suffix}"):
-        (directory / stale).unlink(missing_ok=True)
-    plan.extract(directory)
-    returncode, times, failed = _run_script(directory, f"{plan.script}.sh", env, name, progress)
+    key, key_file = build_key(plan, chosen), directory / BUILD_KEY
+    bitstream_name = f"{name}{target.bitstream_suffix}"
+    if not rebuild and key_file.is_file() and key_file.read_text() == key and \
+            (directory / bitstream_name).is_file():
+        progress(f"  unchanged design and tools: reusing the bitstream and logs in {directory} "
+                 "(--rebuild runs the tools again)")
+        returncode, failed = 0, None
+        times = _previous_stage_seconds(directory)
+    else:
+        key_file.unlink(missing_ok=True)
+        for stale in (NEXTPNR_REPORT, "report.json", "report.md", bitstream_name):
+            (directory / stale).unlink(missing_ok=True)
+        plan.extract(directory)
+        returncode, times, failed = _run_script(directory, f"{plan.script}.sh", env, name,
+                                                progress)
 
     tim = directory / f"{name}.tim"
     used, fmax, errors = parse_nextpnr_log(tim.read_text(errors="replace")) \
@@ -522,6 +577,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
     if not bitstream.exists():
         raise PchwError(f"the tools finished but wrote no {bitstream}; see "
                         f"{directory / 'build.log'}")
+    key_file.write_text(key)
     met = bool(report["fmax"] and report["fmax"]["met"])
     return BuildResult(directory, bitstream, report, met)
 

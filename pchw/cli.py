@@ -458,7 +458,8 @@ def cmd_build(args):
     start = time.perf_counter()
     clock_hz = None if args.clock is None else args.clock * 1e6
     result = build.build(network, args.board, args.output, lanes=args.lanes, clock_hz=clock_hz,
-                         baud=args.baud, force=args.force, progress=_progress)
+                         baud=args.baud, force=args.force, rebuild=args.rebuild,
+                         progress=_progress)
     r = result.report
     for name, v in r["resources"].items():
         print(f"{name:6s} {v['used']:6d} / {v['available']:6d}  ({v['cell']})")
@@ -719,6 +720,9 @@ def _parser():
     q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
+    q.add_argument("--rebuild", action="store_true",
+                   help="run the tools even if the folder holds a finished build of the same "
+                   "design with the same tools (by default that one is reused, in seconds)")
     q.set_defaults(func=cmd_build)
 
     q = sub.add_parser("flash", help="program a built bitstream onto a board",
