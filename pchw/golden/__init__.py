@@ -1,8 +1,8 @@
 """Golden models of predictive coding: float64 and bit-exact fixed point."""
 
-from .model import FixedModel, FloatModel, LearnResult, Snapshot
+from .model import FixedModel, FloatModel, LearnResult, Snapshot, energy_rises
 
-__all__ = ["FloatModel", "FixedModel", "LearnResult", "Snapshot", "make_model"]
+__all__ = ["FloatModel", "FixedModel", "LearnResult", "Snapshot", "energy_rises", "make_model"]
 
 
 def make_model(network, fixed):
