@@ -10,9 +10,10 @@ import numpy as np
 
 from . import __version__
 from .datasets import DATASETS, load_dataset
+from .defaults import DEFAULT_MODE, default_settings
 from .errors import PchwError
 from .golden import make_model
-from .network import ACTIVATIONS, MODES, Network, PCSettings, load
+from .network import ACTIVATIONS, MODES, Network, load
 from .serve import SIM_BAUD, SIM_CLOCK_HZ
 from .train import accuracy, epoch_order, train_backprop, train_pc
 
@@ -21,6 +22,10 @@ __all__ = ["main"]
 
 def _progress(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def _warning(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _arithmetic(args):
@@ -161,8 +166,8 @@ def cmd_init(args):
     activations = args.activations.split(",") if args.activations else \
         ["identity"] + ["relu"] * (len(layers) - 2)
     network = Network(layers, activations, init_seed=args.seed, name=Path(args.model).name,
-                      dataset=args.dataset, source="pchw init",
-                      pc=PCSettings(mode=args.mode))
+                      dataset=args.dataset, source="pchw init")
+    network = network.with_settings(**vars(default_settings(network, args.mode)))
     _saving(args.model, network.save, args.model)
     print(f"wrote {args.model}/network.toml and weights.npz (random initialisation, seed "
           f"{args.seed}); edit network.toml, then `pchw train {args.model}`")
@@ -195,7 +200,7 @@ def cmd_train(args):
     label = f"PC {network.pc.mode} ({_arithmetic(args)})"
     model, history = run(label, lambda p: train_pc(network, data, args.epochs, args.batch_size,
                                                     fixed=args.fixed, seed=args.seed,
-                                                    progress=p))
+                                                    progress=p, warn=_warning))
     results[label] = history[-1] if history else accuracy(model.predict, data.x_test,
                                                           data.y_test)
     for name, acc in results.items():
@@ -565,7 +570,9 @@ def _parser():
     q.add_argument("--layers", required=True, help="layer sizes n_0,...,n_L, e.g. 64,32,10")
     q.add_argument("--activations", help=f"f_0,...,f_(L-1) from {', '.join(ACTIVATIONS)} "
                    "(default: identity for the input, relu for hidden layers)")
-    q.add_argument("--mode", choices=MODES, default="standard", help="PC mode")
+    q.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"PC mode (default {DEFAULT_MODE}); T, gamma and eta follow from the "
+                   "mode and the network (docs/pc-math.md, Defaults)")
     q.add_argument("--dataset", choices=DATASETS, help="default dataset of the model")
     q.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     q.add_argument("--force", action="store_true",

@@ -16,7 +16,7 @@ from pchw.golden import FixedModel
 def xor_model(tmp_path):
     path = tmp_path / "xor"
     assert main(["init", str(path), "--layers", "2,8,2", "--activations", "identity,hardtanh",
-                 "--dataset", "xor", "--seed", "1"]) == 0
+                 "--dataset", "xor", "--seed", "1", "--mode", "standard"]) == 0
     return path
 
 
@@ -164,7 +164,7 @@ def test_sim_refuses_a_model_without_dataset(tmp_path, capsys):
 
 def test_installed_command_reports_bad_description_without_traceback(xor_model):
     toml = xor_model / "network.toml"
-    toml.write_text(toml.read_text().replace("inference_rate = 0.5", "inference_rate = 0.3"))
+    toml.write_text(re.sub(r"inference_rate = \S+", "inference_rate = 0.3", toml.read_text()))
     run = subprocess.run([sys.executable, "-m", "pchw.cli", "info", str(xor_model)],
                          capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr

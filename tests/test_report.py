@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 def xor_model(tmp_path):
     path = tmp_path / "xor"
     assert main(["init", str(path), "--layers", "2,4,2", "--activations", "identity,hardtanh",
-                 "--dataset", "xor", "--seed", "1"]) == 0
+                 "--dataset", "xor", "--seed", "1", "--mode", "standard"]) == 0
     return path
 
 
