@@ -11,21 +11,22 @@ from .golden.arith import FloatArith
 __all__ = ["forward", "gradients", "sgd_step"]
 
 
-def forward(network, weights, biases, inputs):
-    """Layer values ``[x_0, ..., x_L]`` for a batch of inputs."""
-    a = FloatArith(network)
-    x = [np.atleast_2d(np.asarray(inputs, dtype=np.float64))]
+def forward(network, weights, biases, inputs, arith=None):
+    """Layer values ``[x_0, ..., x_L]`` for a batch of inputs. ``arith``: the float arithmetic
+    to use (default ``FloatArith(network)``; e.g. a damaged one, :mod:`pchw.faults`)."""
+    a = arith or FloatArith(network)
+    x = [a.input(np.atleast_2d(np.asarray(inputs, dtype=np.float64)))]
     for l in range(1, network.L + 1):
         x.append(a.mu(l, weights[l - 1], biases[l - 1], a.act(l - 1, x[l - 1])))
     return x
 
 
-def gradients(network, weights, biases, inputs, targets):
+def gradients(network, weights, biases, inputs, targets, arith=None):
     """``(dLoss/dW_l, dLoss/db_l)`` for ``l = 1..L``, summed over the batch, and the loss."""
-    a = FloatArith(network)
-    x = forward(network, weights, biases, inputs)
+    a = arith or FloatArith(network)
+    x = forward(network, weights, biases, inputs, a)
     L = network.L
-    delta = x[L] - np.atleast_2d(targets)            # dLoss/dx_L
+    delta = x[L] - a.target(np.atleast_2d(targets))  # dLoss/dx_L
     loss = 0.5 * float(np.sum(delta ** 2))
     grads_w, grads_b = [None] * L, [None] * L
     for l in range(L, 0, -1):
@@ -36,9 +37,9 @@ def gradients(network, weights, biases, inputs, targets):
     return grads_w, grads_b, loss
 
 
-def sgd_step(network, weights, biases, inputs, targets, learning_rate):
+def sgd_step(network, weights, biases, inputs, targets, learning_rate, arith=None):
     """One SGD step in place; returns the loss before the step."""
-    gw, gb, loss = gradients(network, weights, biases, inputs, targets)
+    gw, gb, loss = gradients(network, weights, biases, inputs, targets, arith)
     for l in range(network.L):
         weights[l] -= learning_rate * gw[l]
         biases[l] -= learning_rate * gb[l]

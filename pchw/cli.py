@@ -417,44 +417,6 @@ def cmd_run(args):
         raise PchwError(f"{n - agree} outputs differ from the golden model")
 
 
-def cmd_serve(args):
-    import tempfile
-
-    from . import serve
-    network = load(args.model)
-    if args.link is not None and Path(args.link).exists() and not Path(args.link).is_symlink():
-        raise PchwError(f"--link {args.link}: exists and is not a symbolic link")
-    device = ("the golden device model" if args.golden else
-              f"the simulated board top on {args.simulator} (UART at a simulated {args.baud} baud)")
-
-    def ready(path):
-        _progress(f"pchw serve: {network.name or args.model} as {device} on {path}"
-                  + (f" (link {args.link})" if args.link else ""))
-        _progress(f"  try: pchw run {args.model} --port {args.link or path} --learn; stop with "
-                  "Ctrl-C")
-        print(path, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="pchw-serve-") as tmp:
-        stop_file = Path(tmp) / "stop"
-        serve.install_stop_handler(stop_file)
-        try:
-            if args.golden:
-                serve.serve_golden(network, link=args.link, stop_file=stop_file, on_ready=ready)
-            else:
-                log = None if args.verbose else Path(tmp) / "simulation.log"
-                try:
-                    serve.serve_simulation(network, args.simulator, baud=args.baud,
-                                           link=args.link, stop_file=stop_file, on_ready=ready,
-                                           log_file=log, progress=_progress)
-                except PchwError:
-                    if log is not None and log.is_file():
-                        sys.stderr.write(log.read_text()[-4000:])
-                    raise
-        except KeyboardInterrupt:
-            stop_file.touch()
-    _progress("pchw serve: stopped")
-
-
 def cmd_build(args):
     from . import build
     network = load(args.model)
@@ -674,31 +636,6 @@ def _parser():
                    help="seconds to wait for a reply (simulated seconds with --sim; default 2)")
     q.set_defaults(func=cmd_run)
 
-    q = sub.add_parser("serve", help="a virtual board: the simulated circuit behind a serial "
-                       "port (pty)",
-                       description="Open a pseudo-terminal and serve a device behind it until "
-                       "interrupted: the simulated board top, UART pins included (--sim, the "
-                       "default), or the golden device model (--golden, instant). Any serial "
-                       "client works against it as against a board: in another terminal, run "
-                       "`pchw run MODEL --port PTY`. Prints the pty's path on stdout (progress "
-                       "on stderr). Simulated time stands still while the board is idle.")
-    model_arg(q)
-    what = q.add_mutually_exclusive_group()
-    what.add_argument("--sim", action="store_true",
-                      help="serve the simulated board top (default)")
-    what.add_argument("--golden", action="store_true", help="serve the golden device model")
-    q.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
-                   help="simulator of the board top (default verilator)")
-    q.add_argument("--baud", type=int, default=SIM_BAUD,
-                   help=f"simulated UART baud rate at the simulated {SIM_CLOCK_HZ / 1e6:g} MHz "
-                   f"clock (default {SIM_BAUD}: {SIM_CLOCK_HZ // SIM_BAUD} cycles per bit); "
-                   "the pty itself ignores baud rates")
-    q.add_argument("--link", metavar="PATH",
-                   help="also make PATH a symbolic link to the pty (a fixed name for scripts)")
-    q.add_argument("-v", "--verbose", action="store_true",
-                   help="show the simulator's build and run output")
-    q.set_defaults(func=cmd_serve)
-
     from .boards import BOARDS
 
     def board_args(q):
@@ -796,6 +733,11 @@ def _parser():
     arithmetic_args(q, default_fixed=True)
     q.add_argument("--out", required=True, metavar="R.npz", help="output file")
     q.set_defaults(func=cmd_golden)
+    from types import SimpleNamespace
+
+    from .commands import register
+    register(sub, SimpleNamespace(model_arg=model_arg, dataset_args=dataset_args,
+                                  arithmetic_args=arithmetic_args))
     return p
 
 
