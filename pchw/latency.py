@@ -19,8 +19,8 @@ group per cycle, one stage).
 
 from dataclasses import dataclass
 
-from . import protocol
-from .protocol import Opcode, value_bytes
+# pchw.protocol is imported where it is used: it imports the golden model, which imports
+# pchw.schedule, which imports this module.
 
 __all__ = ["row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
            "core_learn_cycles", "macs_per_sample", "command_latency", "HostLink", "throughput"]
@@ -102,6 +102,7 @@ def command_latency(network, opcode, layer=None):
     Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN
     and WRITE_PARAMS first load their payload (one byte per cycle) and run the core.
     """
+    from .protocol import Opcode, value_bytes
     L = network.L
     inputs = network.layers[0] * value_bytes(network.value_format(0))
     targets = network.layers[L] * value_bytes(network.value_format(L))
@@ -145,6 +146,8 @@ def throughput(network, clock_hz, link=None):
     ``command_bytes``, ``reply_bytes`` and ``samples_per_s_uart``: one over the line time of
     both frames plus the link latency. Rates are rounded to 0.1 samples/s.
     """
+    from . import protocol
+    from .protocol import Opcode, value_bytes
     L = network.L
     outputs = network.layers[L] * value_bytes(network.value_format(L))
     infer = core_infer_cycles(network)

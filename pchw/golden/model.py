@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schedule import Op, schedule
 from .arith import FixedArith, FloatArith
 
 __all__ = ["FloatModel", "FixedModel", "Snapshot", "LearnResult", "energy_rises"]
@@ -33,7 +34,8 @@ class LearnResult:
     ``dW``, ``db``: the parameter changes, summed over all updates of the call (floats).
     ``trace``: list of :class:`Snapshot` (empty unless asked for). In ``standard`` and
     ``fixed_prediction`` mode it has ``T + 1`` entries: the errors of each relaxation step,
-    then the final errors the weight update uses. In ``incremental`` mode, ``T`` entries.
+    then the final errors the weight update uses. In ``incremental`` mode, ``T`` entries (one
+    if ``T = 0``). One entry per ``ERRORS`` step of the schedule (:mod:`pchw.schedule`).
     ``energy``: (if asked for, else None) the PC energy ``F = 1/2 sum_l ||eps_l||^2`` of each
     sample (floats, shape ``(batch,)``) at the same points as ``trace``: an array of shape
     ``(len(trace), batch)``. Relaxation that works lowers it step by step
@@ -82,6 +84,7 @@ class Model:
         self.L = network.L
         self.W, self.b = arith.params()
         self.updates = 0
+        self.schedule = schedule(network)
 
     @property
     def saturations(self):
@@ -90,11 +93,12 @@ class Model:
     # -- inference ----------------------------------------------------------------------------
 
     def _feedforward(self, x0):
-        """``x_0 = input``, then ``x_l = mu_l`` for ``l = 1..L`` in order."""
+        """``x_0 = input``, then ``x_l = mu_l`` for ``l = 1..L`` in order (the INFER steps)."""
         a = self.arith
         x = [x0]
-        for l in range(1, self.L + 1):
-            x.append(a.mu(l, self.W[l - 1], self.b[l - 1], a.act(l - 1, x[l - 1])))
+        for step in self.schedule.infer:
+            for l in step.layers:
+                x.append(a.mu(l, self.W[l - 1], self.b[l - 1], a.act(l - 1, x[l - 1])))
         return x
 
     def infer(self, inputs):
@@ -112,36 +116,22 @@ class Model:
         """One PC learning step on a batch (all samples relax together; the weight update is the
         sum over the batch). Returns a :class:`LearnResult`; ``trace`` and ``energy`` ask it to
         record the state and the energy at each relaxation step (no cost when off)."""
-        a, L, pc = self.arith, self.L, self.network.pc
-        fixed = pc.mode == "fixed_prediction"
-        incremental = pc.mode == "incremental"
+        a, L = self.arith, self.L
+        fixed = self.network.pc.mode == "fixed_prediction"
         x = self._feedforward(a.input(np.atleast_2d(inputs)))
         output = a.value_to_float(L, x[L])
-        if fixed:
-            x_ff = list(x)
-            phi_ff = [a.act(l, x[l]) for l in range(L)]
-            mu_ff = [None] + x_ff[1:]       # feedforward sets x_l = mu_l
+        # The feedforward set x_l = mu_l: the first errors use that mu (and its phi); with
+        # fixed_prediction they stay so (the schedule has no PREDICT step then).
+        mu = [None] + x[1:]
+        phi = [a.act(l, x[l]) for l in range(L)]
+        x_ff = list(x)
         x[L] = a.target(np.atleast_2d(targets))
+        eps = None
         snapshots, energies = [], []
         dW = [np.zeros_like(w, dtype=np.float64) for w in self.W]
         db = [np.zeros_like(b, dtype=np.float64) for b in self.b]
 
-        def errors():
-            if fixed:
-                phi, mu = phi_ff, mu_ff
-            else:
-                phi = [a.act(l, x[l]) for l in range(L)]
-                mu = [None] + [a.mu(l, self.W[l - 1], self.b[l - 1], phi[l - 1])
-                               for l in range(1, L + 1)]
-            eps = [None] + [a.eps(l, x[l], mu[l]) for l in range(1, L + 1)]
-            if trace:
-                snapshots.append(Snapshot([v.copy() for v in x], mu, eps))
-            if energy:
-                energies.append(0.5 * sum(np.sum(a.value_to_float(l, eps[l]) ** 2, axis=1)
-                                          for l in range(1, L + 1)))
-            return phi, eps
-
-        def update_weights(phi, eps):
+        def update_weights():
             for l in range(1, L + 1):
                 w, b, dw, dbias = a.weight_update(l, self.W[l - 1], self.b[l - 1], eps[l],
                                                   phi[l - 1], self.updates)
@@ -150,18 +140,29 @@ class Model:
                 db[l - 1] += a.param_to_float(l, dbias)
             self.updates += 1
 
-        for _ in range(pc.inference_steps):
-            phi, eps = errors()
-            # All hidden layers update at once, each from its own error and the message from
-            # the layer above (computed with the weights before this step's update).
-            x = [x[0]] + [a.value_update(l, x[l], eps[l],
-                                         a.gate(l, x_ff[l] if fixed else x[l],
-                                                a.message(l, self.W[l], eps[l + 1])))
-                          for l in range(1, L)] + [x[L]]
-            if incremental:
-                update_weights(phi, eps)
-        if not incremental:
-            update_weights(*errors())
+        for step in self.schedule.learn:          # pchw.schedule: the order the core runs
+            if step.op is Op.PREDICT:
+                phi = [a.act(l, x[l]) for l in range(L)]
+                mu = [None] + [a.mu(l, self.W[l - 1], self.b[l - 1], phi[l - 1])
+                               for l in range(1, L + 1)]
+            elif step.op is Op.ERRORS:
+                eps = [None] + [a.eps(l, x[l], mu[l]) for l in range(1, L + 1)]
+                if trace:
+                    snapshots.append(Snapshot([v.copy() for v in x], mu, eps))
+                if energy:
+                    energies.append(0.5 * sum(np.sum(a.value_to_float(l, eps[l]) ** 2, axis=1)
+                                              for l in range(1, L + 1)))
+            elif step.op is Op.RELAX:
+                # All hidden layers update at once, each from its own error and the message
+                # from the layer above (computed with the weights before this step's update).
+                x = [x[0]] + [a.value_update(l, x[l], eps[l],
+                                             a.gate(l, x_ff[l] if fixed else x[l],
+                                                    a.message(l, self.W[l], eps[l + 1])))
+                              for l in range(1, L)] + [x[L]]
+                if step.updates_weights:        # incremental: from this step's errors and phi
+                    update_weights()
+            elif step.op is Op.UPDATE:
+                update_weights()
         return LearnResult(output, dW, db, snapshots,
                            np.array(energies).reshape(-1, len(output)) if energy else None)
 
