@@ -1,15 +1,24 @@
 """The generated Verilog of whole networks, on Icarus Verilog and Verilator, against the golden
 device model: every reply byte, every latency, and the weights after on-chip learning."""
 
+import json
+
 import numpy as np
 import pytest
+from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 
 import pchw
 from pchw import Format, Formats, Network, PCSettings, protocol, verilog
 from pchw.datasets import load_dataset
-from pchw.sim.network import dataset_commands, run
+from pchw.sim import network_tb
+from pchw.sim.network import TESTBENCH, dataset_commands, run
 
-from .harness import AMARANTH_WAIVERS, SIMULATORS, Waiver, lint, tools_or_skip
+from .harness import (
+    AMARANTH_WAIVERS, SIMULATORS, SimulationFailed, Waiver, build_dir_for, lint, simulate as
+    simulate_design, tools_or_skip, verilog_of,
+)
 
 CUSTOM = {
     "single-4-6": dict(layers=[4, 6], activations=[{"name": "leaky_relu", "slope": 0.5}],
@@ -119,6 +128,60 @@ def test_digits_epoch_on_chip_matches_golden_weights():
     commands = dataset_commands(network, data, len(data.x_train), learn=True)
     _, summary = simulate("models/digits", "verilator", commands)
     assert summary["replies"] == len(commands) == len(data.x_train) + 2 + network.L
+
+
+class ReplayTop(wiring.Component):
+    """A stand-in for the network top, to test the testbench: after ``frame_length`` command
+    bytes it sends the bytes ``reply`` (which may be wrong, short or long), then nothing."""
+
+    def __init__(self, frame_length, reply):
+        self._frame_length, self._reply = frame_length, bytes(reply)
+        super().__init__({"i_stream": In(stream.Signature(8)),
+                          "o_stream": Out(stream.Signature(8)), "frame_abort": In(1),
+                          "overrun": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n, reply = self._frame_length, self._reply
+        received = Signal(range(n + 1))
+        sent = Signal(range(len(reply) + 1))
+        m.d.comb += self.i_stream.ready.eq(1)
+        with m.If(self.i_stream.valid & (received < n)):
+            m.d.sync += received.eq(received + 1)
+        if reply:
+            with m.If((received == n) & (sent < len(reply))):
+                m.d.comb += [self.o_stream.valid.eq(1),
+                             self.o_stream.payload.eq(Array(Const(b, 8) for b in reply)[sent])]
+                with m.If(self.o_stream.ready):
+                    m.d.sync += sent.eq(sent + 1)
+        return m
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("case", ["exact", "silent", "short", "surplus"])
+def test_testbench_fails_fast(case, simulator, tmp_path):
+    """The network testbench fails, within the latency model's budget of simulated cycles, on a
+    design that does not answer or answers short, and on one byte after the last reply."""
+    network = pchw.load("models/xor")
+    command = protocol.identify_command()
+    want = protocol.DeviceModel(network).feed(command)[0]
+    reply = {"exact": want, "silent": b"", "short": want[:-1], "surplus": want + b"\x00"}[case]
+    network.save(tmp_path / "model")
+    summary = tmp_path / "summary.json"
+    data = {"model": str(tmp_path / "model"), "commands": [command.hex()], "gaps": 0.0,
+            "backpressure": 0.25, "summary": str(summary)}
+    args = (verilog_of(ReplayTop(len(command), reply), "replay"), "replay", TESTBENCH,
+            simulator, build_dir_for(f"replay-{case}", simulator))
+    if case == "exact":
+        simulate_design(*args, test_data=data)
+    else:
+        with pytest.raises(SimulationFailed, match="no reply 1 of 1 by cycle" if case in
+                           ("silent", "short") else "surplus_bytes"):
+            simulate_design(*args, test_data=data)
+    result = json.loads(summary.read_text())
+    budget = network_tb.reply_budget(network, command, [want], 0.0, 0.25)
+    assert result["simulated_cycles"] <= budget + network_tb.drain_cycles(network) + 10
+    assert result["mismatches"] == (case != "exact")
 
 
 # Verilator -Wall warnings of the network Verilog beyond AMARANTH_WAIVERS: each is a property
