@@ -10,7 +10,8 @@ A :class:`Step` is one phase of the sequencer: an :class:`Op` that every partici
 unit starts in the same cycle, the :class:`Work` of each (which pass, over how many row groups
 and columns, for how many busy cycles), and the sequencer's bookkeeping (a new set of errors,
 a weight update counted). A step costs ``PHASE_OVERHEAD`` cycles and the busy cycles of its
-slowest unit.
+slowest unit. The steps come in :class:`Segment` s (steps repeated a number of times: the
+relaxation loop is one), so that a schedule and the sums over it stay small for any ``T``.
 
 INFER (core op ``INFER``): ``FEEDFORWARD`` of layer 1, then 2, ... ``L``.
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from .latency import PHASE_OVERHEAD, busy_cycles, row_groups
 
-__all__ = ["Op", "Pass", "Work", "Step", "Schedule", "schedule"]
+__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule"]
 
 
 class Op(enum.Enum):
@@ -74,12 +75,11 @@ class Step:
     """One phase of the sequencer.
 
     ``op``; ``work``: the :class:`Work` of every unit that is busy in it (a unit started with
-    nothing to do, like layer 1 in a relaxation without updates, is left out); ``relaxed``: the
-    relaxation steps done before it; ``counts_update``: the weight-update count (the
-    stochastic-rounding key) goes up after it."""
+    nothing to do, like layer 1 in a relaxation without updates, is left out);
+    ``counts_update``: the weight-update count (the stochastic-rounding key) goes up after
+    it."""
     op: Op
     work: tuple
-    relaxed: int = 0
     counts_update: bool = False
 
     @property
@@ -107,20 +107,52 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """``steps`` run ``repeat`` times in a row (``T`` can be large: the schedule stays small)."""
+    steps: tuple
+    repeat: int = 1
+
+    @property
+    def cycles(self):
+        return self.repeat * sum(s.cycles for s in self.steps)
+
+    @property
+    def macs(self):
+        return self.repeat * sum(s.macs for s in self.steps)
+
+
+@dataclass(frozen=True)
 class Schedule:
-    """The steps of the core's two commands: ``infer`` (the feedforward) and ``learn`` (what a
-    LEARN runs after the feedforward and the target load)."""
-    infer: tuple
-    learn: tuple
+    """The steps of the core's two commands: INFER (the feedforward) and LEARN (what a LEARN
+    runs after the feedforward and the target load), each a tuple of :class:`Segment`: for
+    LEARN the steps before the relaxation loop, the loop's body repeated, the steps after."""
+    infer_segments: tuple
+    learn_segments: tuple
+
+    def steps(self, learn):
+        """The steps of an INFER, or of a LEARN (``learn`` true), in order (an iterator)."""
+        for segment in self.learn_segments if learn else self.infer_segments:
+            for _ in range(segment.repeat):
+                yield from segment.steps
+
+    @property
+    def infer(self):
+        """The INFER steps (a tuple)."""
+        return tuple(self.steps(False))
+
+    @property
+    def learn(self):
+        """The LEARN steps (a tuple, as long as ``T``: iterate :meth:`steps` for a large one)."""
+        return tuple(self.steps(True))
 
     def cycles(self, learn):
         """Core cycles of an INFER, or of a LEARN's own steps (``learn`` true)."""
-        return sum(s.cycles for s in (self.learn if learn else self.infer))
+        return sum(s.cycles for s in (self.learn_segments if learn else self.infer_segments))
 
     def macs(self, learn):
         """Multiply-accumulates of one sample: the feedforward, and for learning its steps."""
-        return sum(s.macs for s in self.infer) + \
-            (sum(s.macs for s in self.learn) if learn else 0)
+        return sum(s.macs for s in self.infer_segments) + \
+            (sum(s.macs for s in self.learn_segments) if learn else 0)
 
 
 def _work(network, l, kind, message=False, update=False):
@@ -143,24 +175,25 @@ def schedule(network, lanes=None):
     layers = range(1, L + 1)
     incremental = mode == "incremental"
 
-    def every(op, kind, relaxed, update=False):
-        return Step(op, tuple(_work(network, l, kind, update=update) for l in layers), relaxed,
+    def every(op, kind, update=False):
+        return Step(op, tuple(_work(network, l, kind, update=update) for l in layers),
                     counts_update=update)
 
-    def relax(relaxed):
-        work = [_work(network, l, Pass.COLUMN, message=l >= 2, update=incremental)
-                for l in layers if l >= 2 or incremental]
-        return Step(Op.RELAX, tuple(work), relaxed, counts_update=incremental)
-
-    infer = tuple(Step(Op.FEEDFORWARD, (_work(network, l, Pass.ROW),)) for l in layers)
-    learn = [every(Op.ERRORS, Pass.SWEEP, 0)]              # mu from the feedforward
-    for t in range(T):
-        learn.append(relax(t))
-        if incremental and t == T - 1:
-            break                                           # the last relaxation updated
-        if mode != "fixed_prediction":
-            learn.append(every(Op.PREDICT, Pass.ROW, t + 1))
-        learn.append(every(Op.ERRORS, Pass.SWEEP, t + 1))
-    if not incremental:
-        learn.append(every(Op.UPDATE, Pass.COLUMN, T, update=True))
-    return Schedule(infer, tuple(learn))
+    errors = every(Op.ERRORS, Pass.SWEEP)
+    predict = every(Op.PREDICT, Pass.ROW)
+    relax = Step(Op.RELAX, tuple(_work(network, l, Pass.COLUMN, message=l >= 2,
+                                       update=incremental)
+                                 for l in layers if l >= 2 or incremental),
+                 counts_update=incremental)
+    infer = tuple(Segment((Step(Op.FEEDFORWARD, (_work(network, l, Pass.ROW),)),))
+                  for l in layers)
+    if mode == "standard":
+        learn = [Segment((errors,)), Segment((relax, predict, errors), T),
+                 Segment((every(Op.UPDATE, Pass.COLUMN, update=True),))]
+    elif mode == "fixed_prediction":
+        learn = [Segment((errors,)), Segment((relax, errors), T),
+                 Segment((every(Op.UPDATE, Pass.COLUMN, update=True),))]
+    else:               # incremental: every relaxation updates; the last one ends the command
+        learn = [Segment((errors, relax) if T else (errors,)),
+                 Segment((predict, errors, relax), max(T - 1, 0))]
+    return Schedule(infer, tuple(seg for seg in learn if seg.repeat))

@@ -37,8 +37,10 @@ def test_the_order_of_the_steps(mode, expected):
     # Layer 1 has no unit below to send to: it relaxes only to update its weights.
     assert all(step.layers == ((1, 2, 3) if mode == "incremental" else (2, 3))
                for step in relaxes)
-    assert [step.relaxed for step in s.learn if step.op is Op.ERRORS] == [0, 1, 2][
-        :3 if mode != "incremental" else 2]
+    # The relaxation loop is one segment, its body repeated (T, or T - 1 after the first
+    # relaxation in incremental mode).
+    assert [seg.repeat for seg in s.learn_segments] == \
+        ([1, 1] if mode == "incremental" else [1, 2, 1])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -101,3 +103,13 @@ def test_lanes_argument():
     net = _net("standard", 2)
     assert schedule(net, lanes=[1, 1, 1]) == schedule(net.with_lanes([1, 1, 1]))
     assert schedule(net, lanes=[1, 1, 1]).cycles(False) > schedule(net).cycles(False)
+
+
+def test_a_long_relaxation_stays_small():
+    """T = 65535: the schedule is a few segments, and the sums over it are instant."""
+    net = _net("standard", 65535)
+    s = schedule(net)
+    assert sum(len(seg.steps) for seg in s.learn_segments) == 5
+    assert core_learn_cycles(net) == _closed_form(net)[1]
+    steps = s.steps(learn=True)
+    assert [next(steps).op for _ in range(4)] == [Op.ERRORS, Op.RELAX, Op.PREDICT, Op.ERRORS]

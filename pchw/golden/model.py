@@ -96,7 +96,7 @@ class Model:
         """``x_0 = input``, then ``x_l = mu_l`` for ``l = 1..L`` in order (the INFER steps)."""
         a = self.arith
         x = [x0]
-        for step in self.schedule.infer:
+        for step in self.schedule.steps(learn=False):
             for l in step.layers:
                 x.append(a.mu(l, self.W[l - 1], self.b[l - 1], a.act(l - 1, x[l - 1])))
         return x
@@ -140,7 +140,7 @@ class Model:
                 db[l - 1] += a.param_to_float(l, dbias)
             self.updates += 1
 
-        for step in self.schedule.learn:          # pchw.schedule: the order the core runs
+        for step in self.schedule.steps(learn=True):     # pchw.schedule: as the core runs
             if step.op is Op.PREDICT:
                 phi = [a.act(l, x[l]) for l in range(L)]
                 mu = [None] + [a.mu(l, self.W[l - 1], self.b[l - 1], phi[l - 1])
