@@ -25,6 +25,7 @@ from . import __version__
 from .boards import BOARDS
 from .boards import board as find_board
 from .datasets import load_dataset
+from .defaults import default_settings
 from .errors import PchwError
 from .golden import FixedModel
 from .latency import (
@@ -224,7 +225,10 @@ def _agreement_section(network, data, figures):
     x = data.x_train[:AGREEMENT_BATCH]
     y = data.one_hot(data.y_train[:AGREEMENT_BATCH])
     start = network.with_params(*network.init_params(INIT_SEED))
-    rows = {mode: gradient_agreement(start.with_settings(mode=mode), x, y)
+    # At a gamma where standard PC's relaxation is stable (pchw.defaults), not the model's own:
+    # past the bound the figure shows the divergence, not PC.
+    gamma = default_settings(start, "standard").inference_rate
+    rows = {mode: gradient_agreement(start.with_settings(mode=mode, inference_rate=gamma), x, y)
             for mode in ("fixed_prediction", "standard")}
     fig, ax = figures.plt.subplots(figsize=(6.4, 3.6))
     steps = np.array(AGREEMENT_STEPS)
@@ -233,7 +237,7 @@ def _agreement_section(network, data, figures):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("relaxation steps T (T = 0 drawn at 0.5)")
     ax.set_ylabel("cosine(PC update, -gradient)")
-    ax.set_title(f"gradient agreement, gamma = 2^-{network.pc.gamma_shift}")
+    ax.set_title(f"gradient agreement, gamma = {gamma:g}")
     ax.grid(alpha=0.3)
     ax.legend()
     img = figures.save(fig, "gradient_agreement.png")
@@ -242,7 +246,9 @@ def _agreement_section(network, data, figures):
     body = "\n".join([
         _p("Cosine similarity between the PC update of all parameters and backprop's "
            "-dLoss/dtheta, against the number of relaxation steps T (the figure of Millidge, "
-           "Tschantz &amp; Buckley 2020): float64 PC at this model's inference rate, one "
+           f"Tschantz &amp; Buckley 2020): float64 PC at gamma = {gamma:g}, the inference rate "
+           "at which standard PC's relaxation is stable for these initial weights "
+           "(docs/pc-math.md, Defaults; the model's own may be past that bound), one "
            f"learning step on the first {len(x)} training samples, at the initialisation of "
            "the learning curves. With the fixed prediction assumption the errors converge to "
            "backprop's deltas; standard PC converges to its own equilibrium, close to the "
