@@ -206,7 +206,60 @@ NETWORK_WAIVERS = AMARANTH_WAIVERS + (
     Waiver("CASEINCOMPLETE", r"Case values incompletely covered",
            "Yosys writes every Amaranth Switch/FSM as a default assignment followed by a casez; "
            "values without a case keep the default, as Amaranth defines"),
+    # A layer with as many lanes as neurons has one row per state bank, and a bias memory of
+    # one row group has one word: Amaranth gives a one-word memory a zero-width address, which
+    # Yosys declares `wire [-1:0]` (Verilog cannot spell zero bits), and nothing drives or reads
+    # it. Padding such memories to two words would cost a word of flip-flops per bank for a
+    # 1-bit address that is always 0. lint_network() checks that every undriven, unused signal
+    # waived here is such a declaration.
+    Waiver("ASCRANGE", r"left < right of bit range: \[-1:0\]$",
+           "the zero-width address of a one-word memory, declared `[-1:0]` by Yosys",
+           expected=False),
+    Waiver("UNUSEDSIGNAL", r"Signal is not driven, nor used: '",
+           "the zero-width address of a one-word memory (lint_network checks each is a "
+           "`[-1:0]` declaration)", expected=False),
 )
+
+
+def lint_network(network, path):
+    """Lint ``network``'s Verilog (written to ``path``) against :data:`NETWORK_WAIVERS`; every
+    waived "not driven, nor used" signal must be declared zero-width (``[-1:0]``)."""
+    path.write_text(verilog.generate(network))
+    with tools_or_skip():
+        waived = lint(path, NETWORK_WAIVERS, top=verilog.module_name(network),
+                      strict_waivers=False)
+    assert all(m.severity == "Warning" for m in waived)
+    lines = path.read_text().splitlines()
+    for message in waived:
+        if message.text.startswith("Signal is not driven, nor used"):
+            line = lines[int(message.location.split(":")[-2]) - 1]
+            assert "[-1:0]" in line, f"{message}: not a zero-width declaration: {line.strip()}"
+    return waived
+
+
+def random_network(seed):
+    """A seeded random network: depth 1-3, sizes 1-7, every activation and mode, formats of 8 to
+    24 bits, nearest or stochastic rounding, and lanes from 1 to the layer size (a layer size
+    half the time, so one-row banks are common)."""
+    rng = np.random.default_rng(seed)
+    L = int(rng.integers(1, 4))
+    layers = [int(n) for n in rng.integers(1, 8, L + 1)]
+    activations = []
+    for _ in range(L):
+        name = str(rng.choice(pchw.network.ACTIVATIONS))
+        activations.append({"name": name, "slope": 0.25} if name == "leaky_relu" else name)
+    lanes = [n if rng.random() < 0.5 else int(rng.integers(1, n + 1)) for n in layers[1:]]
+
+    def random_format():
+        width = int(rng.integers(8, 25))
+        return Format(width, int(rng.integers(width // 3, width - 1)))
+
+    pc = PCSettings(mode=str(rng.choice(pchw.network.MODES)),
+                    inference_steps=int(rng.integers(1, 4)), inference_rate=0.5,
+                    learning_rate=2.0 ** -int(rng.integers(1, 6)),
+                    weight_rounding=str(rng.choice(["nearest", "stochastic"])))
+    return Network(layers, activations, lanes=lanes, formats=Formats(random_format(),
+                   random_format()), pc=pc, name=f"random{seed}", init_seed=seed)
 
 
 @pytest.mark.parametrize("name", ["digits", "odd-5-7-3"])
@@ -214,12 +267,17 @@ def test_verilog_lints_clean(name, tmp_path_factory, tmp_path):
     """`verilator --lint-only -Wall`: no warning except the justified waivers above."""
     network = pchw.load(f"models/{name}") if name == "digits" else \
         pchw.load(custom_model(name, tmp_path_factory))
-    path = tmp_path / f"{verilog.module_name(network)}.v"
-    path.write_text(verilog.generate(network))
-    with tools_or_skip():
-        waived = lint(path, NETWORK_WAIVERS, top=verilog.module_name(network),
-                      strict_waivers=False)
-    assert all(m.severity == "Warning" for m in waived)
+    lint_network(network, tmp_path / f"{verilog.module_name(network)}.v")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_networks_lint_clean(seed, tmp_path):
+    """The same on seeded random networks, including layers with as many lanes as neurons
+    (one-row memory banks) and a 1-neuron layer, which the named networks above lack."""
+    network = random_network(seed)
+    waived = lint_network(network, tmp_path / f"{verilog.module_name(network)}.v")
+    assert any(network.layers[l] == network.lanes[l - 1] for l in range(1, network.L + 1))
+    assert any(m.code == "ASCRANGE" for m in waived)       # the one-row banks were linted
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
