@@ -15,7 +15,8 @@ help:
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
 	@echo "make bench   - the benchmark suite into bench/results/ (FULL=1: also on-chip learning,"
-	@echo "               the standard-mode width sweep and a bitstream; long)"
+	@echo "               the standard-mode width sweep, the pchw init defaults table and a"
+	@echo "               bitstream; long)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
 	@echo "make clean   - remove .venv, $(OUT)/ and the RTL builds (build/rtl/)"
 
@@ -86,6 +87,7 @@ bench: $(BIN)/.installed system-deps
 	$(PY) bench/depth_scaling.py
 	$(PY) bench/software_peers.py
 	$(PY) bench/learning_quality.py $(if $(FULL),--full)
+	$(if $(FULL),$(PY) bench/pc_defaults.py --jobs 2)
 	$(PY) bench/tool_speed.py $(if $(FULL),--full)
 	$(if $(FULL),$(PY) bench/on_chip_learning.py)
 

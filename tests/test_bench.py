@@ -83,3 +83,23 @@ def test_learning_quality_row_and_table():
     text = quality.markdown(result)
     assert "| xor | 2-8-2 | 400 |" in text and "| s | standard | 0.5000 | 0.7500 |" in text
     assert "make bench FULL=1" in text
+
+
+def test_pc_defaults_table_judges_against_the_bounds():
+    """bench/pc_defaults.py: the runs use pchw init's settings, and the table marks each run
+    within or outside issue 17's bound from the numbers it was given."""
+    bench = _bench("pc_defaults")
+    net = bench.initial_network([64, 16, 10])
+    from pchw.defaults import default_settings
+    assert bench.settings(net, "default") == default_settings(net)
+    assert bench.settings(net, "standard") == default_settings(net, "standard")
+
+    def run(name, acc):
+        return {"network": "wine-13-16-3", "run": name, "mode": "standard", "T": 8,
+                "gamma": 0.125, "eta": 2.0 ** -5, "history": [acc], "warnings": []}
+    result = {"date": "today", "machine": "m", "epochs": 1, "diagnosis": [],
+              "runs": [{"network": "wine-13-16-3", "run": "backprop float64",
+                        "history": [0.95]}, run("default", 0.945), run("standard", 0.92)]}
+    text = bench.markdown(result)
+    assert "| -0.50 (within) | 1.0 | quiet |" in text
+    assert "| -3.00 (**outside**) | 2.0 | quiet |" in text
