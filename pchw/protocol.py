@@ -9,9 +9,10 @@ This module needs only NumPy (no Amaranth), so the host side runs without the HD
 
 Frames
 ------
-Command (host -> device): ``A5 opcode len_lo len_hi payload[len] crc``.
-Reply (device -> host): ``5A status len_lo len_hi payload[len] crc``.
-``crc`` is CRC-8/SMBUS (:func:`crc8`) over every byte after the sync byte up to the crc.
+Command (host -> device): ``A5 opcode tag len_lo len_hi payload[len] crc``.
+Reply (device -> host): ``5A status tag len_lo len_hi payload[len] crc``.
+``crc`` is CRC-8/SMBUS (:func:`crc8`) over every byte after the sync byte up to the crc. A reply
+echoes the tag of the command it answers, so a host matches every reply to its command.
 """
 
 import enum
@@ -26,13 +27,14 @@ from .golden import FixedModel
 
 __all__ = [
     "SYNC_COMMAND", "SYNC_REPLY", "CRC_POLY", "CRC_INIT", "HEADER_SIZE", "CRC_SIZE",
-    "MAX_LENGTH", "MAGIC", "PROTOCOL_VERSION", "NETWORK_ID_SIZE",
+    "MAX_LENGTH", "MAGIC", "PROTOCOL_VERSION", "NETWORK_ID_SIZE", "TAG_OFFSET", "NO_TAG",
+    "RX_BUFFER_SIZE", "STREAM_WINDOW",
     "Opcode", "Status", "FrameCheck",
     "crc8_step", "crc8", "value_bytes", "encode_values", "decode_values",
-    "command_frame", "reply_frame", "frame_size", "parse_command", "parse_reply",
+    "command_frame", "reply_frame", "frame_size", "frame_tag", "parse_command", "parse_reply",
     "network_id", "payload_length", "max_payload",
     "identify_command", "infer_command", "learn_command", "read_params_command",
-    "write_params_command", "check_reply", "decode_identify", "decode_outputs",
+    "write_params_command", "check_reply", "identify_payload", "decode_identify", "decode_outputs",
     "decode_params", "ReceivedFrame", "FrameParser", "DeviceModel",
 ]
 
@@ -40,12 +42,23 @@ SYNC_COMMAND = 0xA5         # first byte of every command frame
 SYNC_REPLY = 0x5A           # first byte of every reply frame
 CRC_POLY = 0x07             # CRC-8/SMBUS: x^8 + x^2 + x + 1, no reflection, no final xor
 CRC_INIT = 0x00
-HEADER_SIZE = 4             # sync, opcode/status, length low byte, length high byte
+HEADER_SIZE = 5             # sync, opcode/status, tag, length low byte, length high byte
+TAG_OFFSET = 2              # the tag's byte in a frame
 CRC_SIZE = 1
 MAX_LENGTH = 0xFFFF         # the largest payload the 16-bit length field can express
 MAGIC = b"PCHW"             # start of the IDENTIFY reply
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2        # 2: the tag byte; ERR_OVERRUN; the stream window in IDENTIFY
 NETWORK_ID_SIZE = 8         # bytes of the network id in the IDENTIFY reply
+NO_TAG = 0                  # the tag of an error reply to a frame whose tag never arrived; hosts
+                            # tag their commands 1..255
+#: Bytes a board buffers between its UART receiver and the frame receiver (the depth of
+#: ``pchw.gateware.board``'s receive FIFO, which takes it from here).
+RX_BUFFER_SIZE = 16
+#: The stream window, reported by IDENTIFY: the bytes a host may send beyond the oldest command
+#: whose reply it has not received completely. The oldest command's bytes pass straight through
+#: the frame receiver; later ones wait in the receive buffer while the device works on it.
+STREAM_WINDOW = RX_BUFFER_SIZE
+WINDOW_SIZE = 2             # bytes of the window in the IDENTIFY reply (little-endian)
 
 
 class Opcode(enum.IntEnum):
@@ -64,6 +77,7 @@ class Status(enum.IntEnum):
     ERR_OPCODE = 0x02       # unknown opcode
     ERR_LENGTH = 0x03       # length wrong for the opcode, or above max_payload
     ERR_ARGUMENT = 0x04     # layer out of range
+    ERR_OVERRUN = 0x05      # input bytes were lost here: the link's receive buffer was full
 
 
 class FrameCheck(enum.IntEnum):
@@ -71,6 +85,7 @@ class FrameCheck(enum.IntEnum):
     OK = 0
     BAD_CRC = 1             # payload and crc were read; the crc did not match
     TOO_LONG = 2            # the length field is above max_payload; no payload was read
+    OVERRUN = 3             # the link lost bytes: the frame (if any) ended there, incomplete
 
 
 # -- CRC ----------------------------------------------------------------------------------------
@@ -148,32 +163,41 @@ def decode_values(data, fmt, count):
 
 # -- frames -------------------------------------------------------------------------------------
 
-def _frame(sync, code, payload):
+def _frame(sync, code, payload, tag):
     payload = bytes(payload)
     if not 0 <= int(code) <= 0xFF:
         raise PchwError(f"opcode/status {code!r} does not fit in a byte")
+    if not 0 <= int(tag) <= 0xFF:
+        raise PchwError(f"tag {tag!r} does not fit in a byte")
     if len(payload) > MAX_LENGTH:
         raise PchwError(f"payload of {len(payload)} bytes is above the protocol's maximum of "
                         f"{MAX_LENGTH}")
-    body = bytes([int(code), len(payload) & 0xFF, len(payload) >> 8]) + payload
+    body = bytes([int(code), int(tag), len(payload) & 0xFF, len(payload) >> 8]) + payload
     return bytes([sync]) + body + bytes([crc8(body)])
 
 
-def command_frame(opcode, payload=b""):
+def command_frame(opcode, payload=b"", tag=NO_TAG):
     """A complete command frame; ``opcode`` may be any byte (unknown ones are for tests)."""
-    return _frame(SYNC_COMMAND, opcode, payload)
+    return _frame(SYNC_COMMAND, opcode, payload, tag)
 
 
-def reply_frame(status, payload=b""):
+def reply_frame(status, payload=b"", tag=NO_TAG):
     """A complete reply frame."""
-    return _frame(SYNC_REPLY, status, payload)
+    return _frame(SYNC_REPLY, status, payload, tag)
 
 
 def frame_size(header):
     """Total size of the frame whose first :data:`HEADER_SIZE` bytes are ``header``."""
     if len(header) < HEADER_SIZE:
         raise PchwError(f"need {HEADER_SIZE} header bytes, got {len(header)}")
-    return HEADER_SIZE + (header[2] | header[3] << 8) + CRC_SIZE
+    return HEADER_SIZE + (header[HEADER_SIZE - 2] | header[HEADER_SIZE - 1] << 8) + CRC_SIZE
+
+
+def frame_tag(frame):
+    """The tag of a command or reply frame (its first :data:`HEADER_SIZE` bytes suffice)."""
+    if len(frame) < HEADER_SIZE:
+        raise PchwError(f"need {HEADER_SIZE} header bytes, got {len(frame)}")
+    return frame[TAG_OFFSET]
 
 
 def _parse(data, sync, kind):
@@ -278,30 +302,30 @@ def _check_layer(network, l):
     return int(l)
 
 
-def identify_command():
-    return command_frame(Opcode.IDENTIFY)
+def identify_command(tag=NO_TAG):
+    return command_frame(Opcode.IDENTIFY, tag=tag)
 
 
-def infer_command(network, x_raw):
+def infer_command(network, x_raw, tag=NO_TAG):
     """INFER of one input: ``x_raw`` are n_0 raw integers of ``network.value_format(0)``
     (from floats: ``network.value_format(0).quantise(x)``)."""
-    return command_frame(Opcode.INFER, _vector(network, 0, x_raw, "input"))
+    return command_frame(Opcode.INFER, _vector(network, 0, x_raw, "input"), tag)
 
 
-def learn_command(network, x_raw, y_raw):
+def learn_command(network, x_raw, y_raw, tag=NO_TAG):
     """LEARN of one sample: n_0 raw inputs (format of layer 0), n_L raw targets (layer L)."""
     return command_frame(Opcode.LEARN, _vector(network, 0, x_raw, "input")
-                         + _vector(network, network.L, y_raw, "target"))
+                         + _vector(network, network.L, y_raw, "target"), tag)
 
 
-def read_params_command(l):
+def read_params_command(l, tag=NO_TAG):
     """READ_PARAMS of weight layer ``l`` (1..L; any byte is sent, the device checks it)."""
     if not 0 <= l <= 0xFF:
         raise PchwError(f"layer {l!r} does not fit the layer byte")
-    return command_frame(Opcode.READ_PARAMS, bytes([l]))
+    return command_frame(Opcode.READ_PARAMS, bytes([l]), tag)
 
 
-def write_params_command(network, l, W_raw, b_raw):
+def write_params_command(network, l, W_raw, b_raw, tag=NO_TAG):
     """WRITE_PARAMS of layer ``l``: raw integers of ``network.weight_format(l)``, ``W_raw`` of
     shape ``(n_l, n_{l-1})`` (sent row-major), ``b_raw`` of shape ``(n_l,)``."""
     l = _check_layer(network, l)
@@ -312,7 +336,7 @@ def write_params_command(network, l, W_raw, b_raw):
                         f"{W.shape} and {b.shape}")
     fmt = network.weight_format(l)
     return command_frame(Opcode.WRITE_PARAMS,
-                         bytes([l]) + encode_values(W, fmt) + encode_values(b, fmt))
+                         bytes([l]) + encode_values(W, fmt) + encode_values(b, fmt), tag)
 
 
 def _vector(network, l, values, what):
@@ -330,11 +354,26 @@ def check_reply(reply, opcode):
     return payload
 
 
+def identify_payload(network_id, window=STREAM_WINDOW):
+    """The OK reply payload of IDENTIFY: :data:`MAGIC`, version, network id, stream window."""
+    return (MAGIC + bytes([PROTOCOL_VERSION]) + network_id
+            + window.to_bytes(WINDOW_SIZE, "little"))
+
+
 def decode_identify(payload):
-    """``(version, network_id)`` from an IDENTIFY reply payload."""
-    if len(payload) != len(MAGIC) + 1 + NETWORK_ID_SIZE or payload[:len(MAGIC)] != MAGIC:
-        raise PchwError(f"not a pchw device: IDENTIFY replied {bytes(payload)!r}")
-    return payload[len(MAGIC)], bytes(payload[len(MAGIC) + 1:])
+    """``(version, network_id, window)`` from an IDENTIFY reply payload (``network_id`` and
+    ``window`` are None if the device speaks another protocol version)."""
+    payload = bytes(payload)
+    if len(payload) <= len(MAGIC) or payload[:len(MAGIC)] != MAGIC:
+        raise PchwError(f"not a pchw device: IDENTIFY replied {payload!r}")
+    version = payload[len(MAGIC)]
+    if version != PROTOCOL_VERSION:
+        return version, None, None
+    if len(payload) != len(identify_payload(bytes(NETWORK_ID_SIZE))):
+        raise PchwError(f"not a pchw device: IDENTIFY replied {payload!r}")
+    start = len(MAGIC) + 1
+    return (version, payload[start:start + NETWORK_ID_SIZE],
+            int.from_bytes(payload[start + NETWORK_ID_SIZE:], "little"))
 
 
 def decode_outputs(network, payload):
@@ -355,8 +394,11 @@ def decode_params(network, l, payload):
 
 @dataclass(frozen=True)
 class ReceivedFrame:
-    """A command frame as the receiver saw it: ``payload`` is empty for TOO_LONG."""
+    """A command frame as the receiver saw it: ``payload`` is empty for TOO_LONG and OVERRUN;
+    for OVERRUN, ``opcode`` and ``tag`` are those received before the loss (else 0) and
+    ``length`` is 0."""
     opcode: int
+    tag: int
     length: int
     payload: bytes
     check: FrameCheck
@@ -366,9 +408,11 @@ class FrameParser:
     """The receiver's framing, byte by byte (the golden model of the gateware FrameReceiver).
 
     While hunting, bytes other than :data:`SYNC_COMMAND` are dropped. After the sync byte come
-    the opcode and the two length bytes; a length above ``max_payload`` ends the frame at once
-    (``TOO_LONG``, back to hunting: the rest of the bogus frame is hunted through as garbage).
-    Otherwise ``length`` payload bytes and the crc follow and the frame is ``OK`` or ``BAD_CRC``.
+    the opcode, the tag and the two length bytes; a length above ``max_payload`` ends the frame
+    at once (``TOO_LONG``, back to hunting: the rest of the bogus frame is hunted through as
+    garbage). Otherwise ``length`` payload bytes and the crc follow and the frame is ``OK`` or
+    ``BAD_CRC``. :meth:`overrun` marks where the link lost bytes: it ends the frame in progress,
+    if any, as ``OVERRUN`` (or reports an empty one while hunting).
 
     Parameters
     ----------
@@ -387,6 +431,7 @@ class FrameParser:
     def feed(self, data):
         """Consume ``data`` (any split of the stream); returns the frames completed by it."""
         frames = []
+        after_sync = HEADER_SIZE - 1            # opcode, tag, length low, length high
         for byte in bytes(data):
             if self._frame is None:
                 if byte == SYNC_COMMAND:
@@ -394,17 +439,26 @@ class FrameParser:
                 continue
             f = self._frame
             f.append(byte)
-            if len(f) < 3:
+            if len(f) < after_sync:
                 continue
-            length = f[1] | f[2] << 8
-            if len(f) == 3 and length > self.max_payload:
-                frames.append(ReceivedFrame(f[0], length, b"", FrameCheck.TOO_LONG))
+            length = f[2] | f[3] << 8
+            if len(f) == after_sync and length > self.max_payload:
+                frames.append(ReceivedFrame(f[0], f[1], length, b"", FrameCheck.TOO_LONG))
                 self._frame = None
-            elif len(f) == 3 + length + 1:
+            elif len(f) == after_sync + length + CRC_SIZE:
                 check = FrameCheck.OK if crc8(f[:-1]) == f[-1] else FrameCheck.BAD_CRC
-                frames.append(ReceivedFrame(f[0], length, bytes(f[3:-1]), check))
+                frames.append(ReceivedFrame(f[0], f[1], length, bytes(f[after_sync:-1]), check))
                 self._frame = None
         return frames
+
+    def overrun(self):
+        """The link lost bytes here: the frame in progress ends as ``OVERRUN`` (with the opcode
+        and tag received so far, 0 for those not received); while hunting, an ``OVERRUN`` frame
+        with opcode and tag 0. Returns ``[frame]``; hunting resumes."""
+        f = self._frame or b""
+        self._frame = None
+        return [ReceivedFrame(f[0] if len(f) > 0 else 0, f[1] if len(f) > 1 else NO_TAG, 0, b"",
+                              FrameCheck.OVERRUN)]
 
 
 class DeviceModel:
@@ -421,10 +475,18 @@ class DeviceModel:
         The device state; parameters ``model.W[l-1]``, ``model.b[l-1]`` (raw int64 arrays).
     max_payload : int
     network_id : bytes
+    window : int
+        The stream window IDENTIFY reports (:data:`STREAM_WINDOW`).
 
-    Every complete frame gets exactly one reply; errors never change the parameters. A frame
-    is checked in this order: crc (ERR_CHECKSUM), opcode (ERR_OPCODE), length (ERR_LENGTH),
-    layer (ERR_ARGUMENT). A too-long length is answered with ERR_LENGTH right after the header.
+    Every complete frame gets exactly one reply, with the frame's tag; errors never change the
+    parameters. A frame is checked in this order: crc (ERR_CHECKSUM), opcode (ERR_OPCODE),
+    length (ERR_LENGTH), layer (ERR_ARGUMENT). A too-long length is answered with ERR_LENGTH
+    right after the header.
+
+    The stream has no notion of time, so it cannot know when a board's receive buffer overruns
+    (a host that keeps to the window never makes it overrun); the link layer says where bytes
+    were lost with :meth:`overrun`, which is answered with ERR_OVERRUN. With the bytes and the
+    losses in the order the board received them, the model predicts every reply byte.
     """
 
     def __init__(self, network):
@@ -432,18 +494,30 @@ class DeviceModel:
         self.model = FixedModel(network)
         self.max_payload = max_payload(network)
         self.network_id = network_id(network)
+        self.window = STREAM_WINDOW
         self.parser = FrameParser(self.max_payload)
 
     def feed(self, data):
         """Consume ``data`` (possibly part of a frame); returns the complete reply frames."""
         return [self._execute(frame) for frame in self.parser.feed(data)]
 
+    def overrun(self):
+        """The link lost input bytes here (its receive buffer was full): drops the frame in
+        progress, if any, and returns the one ERR_OVERRUN reply (its payload the opcode, its tag
+        that of the frame cut short, 0 for those not received)."""
+        return [self._execute(frame) for frame in self.parser.overrun()]
+
     def _execute(self, frame):
         net, L, payload = self.network, self.network.L, frame.payload
 
-        def error(status):
-            return reply_frame(status, bytes([frame.opcode]))
+        def reply(status, payload=b""):
+            return reply_frame(status, payload, frame.tag)
 
+        def error(status):
+            return reply(status, bytes([frame.opcode]))
+
+        if frame.check is FrameCheck.OVERRUN:
+            return error(Status.ERR_OVERRUN)
         if frame.check is FrameCheck.TOO_LONG:
             return error(Status.ERR_LENGTH)
         if frame.check is FrameCheck.BAD_CRC:
@@ -461,7 +535,7 @@ class DeviceModel:
             return error(Status.ERR_ARGUMENT)
 
         if opcode is Opcode.IDENTIFY:
-            return reply_frame(Status.OK, MAGIC + bytes([PROTOCOL_VERSION]) + self.network_id)
+            return reply(Status.OK, identify_payload(self.network_id, self.window))
         if opcode in (Opcode.INFER, Opcode.LEARN):
             f0, fL = net.value_format(0), net.value_format(L)
             split = net.layers[0] * value_bytes(f0)
@@ -472,11 +546,11 @@ class DeviceModel:
                 y = fL.dequantise(decode_values(payload[split:], fL, net.layers[L]))[None]
                 out = self.model.learn(x, y).output
             raw = np.rint(np.ldexp(out[0], fL.frac)).astype(np.int64)   # exact: out is on grid
-            return reply_frame(Status.OK, encode_values(raw, fL))
+            return reply(Status.OK, encode_values(raw, fL))
         fmt = net.weight_format(layer)
         if opcode is Opcode.READ_PARAMS:
-            return reply_frame(Status.OK, encode_values(self.model.W[layer - 1], fmt)
-                               + encode_values(self.model.b[layer - 1], fmt))
+            return reply(Status.OK, encode_values(self.model.W[layer - 1], fmt)
+                         + encode_values(self.model.b[layer - 1], fmt))
         W, b = decode_params(net, layer, payload[1:])
         self.model.W[layer - 1], self.model.b[layer - 1] = W, b
-        return reply_frame(Status.OK)
+        return reply(Status.OK)

@@ -92,12 +92,17 @@ def test_encode_rejects_out_of_range():
 
 
 def test_frames():
-    frame = p.command_frame(p.Opcode.INFER, b"\x01\x02")
-    assert frame == bytes([0xA5, 0x02, 0x02, 0x00, 0x01, 0x02, p.crc8(b"\x02\x02\x00\x01\x02")])
+    frame = p.command_frame(p.Opcode.INFER, b"\x01\x02", tag=0x9C)
+    assert frame == bytes([0xA5, 0x02, 0x9C, 0x02, 0x00, 0x01, 0x02,
+                           p.crc8(b"\x02\x9C\x02\x00\x01\x02")])
     assert p.parse_command(frame + b"xy") == (2, b"\x01\x02", b"xy")
-    assert p.frame_size(frame[:4]) == len(frame)
-    r = p.reply_frame(p.Status.ERR_LENGTH, b"\x07")
+    assert p.frame_size(frame[:5]) == len(frame)
+    assert p.frame_tag(frame) == 0x9C and p.frame_tag(p.command_frame(1)) == p.NO_TAG == 0
+    r = p.reply_frame(p.Status.ERR_LENGTH, b"\x07", tag=0x9C)
+    assert r[:5] == bytes([0x5A, 0x03, 0x9C, 0x01, 0x00]) and p.frame_tag(r) == 0x9C
     assert p.parse_reply(r) == (p.Status.ERR_LENGTH, b"\x07", b"")
+    with pytest.raises(PchwError, match="tag 256"):
+        p.command_frame(1, tag=256)
     with pytest.raises(PchwError, match="not 0x5A"):
         p.parse_reply(b"\x00" + r)
     with pytest.raises(PchwError, match="incomplete"):
@@ -112,8 +117,11 @@ def test_frames():
 
 def test_identify_example_in_docs():
     text = DOC.read_text()
-    example = re.search(r"IDENTIFY command:\s*`([0-9A-F ]+)`", text).group(1)
-    assert bytes.fromhex(example) == p.identify_command()
+    example = re.search(r"IDENTIFY command with tag 1:\s*`([0-9A-F ]+)`", text).group(1)
+    assert bytes.fromhex(example) == p.identify_command(tag=1)
+    reply = re.search(r"\(default settings\):\s*`([0-9A-F ]+)`", text).group(1)
+    device = p.DeviceModel(Network([5, 7, 3], ["identity", "relu"]))
+    assert device.feed(p.identify_command(tag=1)) == [bytes.fromhex(reply)]
 
 
 def test_network_id_ignores_weights_only():
@@ -142,7 +150,8 @@ def test_identify(make):
     status, payload = reply(p.DeviceModel(net), p.identify_command())
     assert status is p.Status.OK
     assert payload[:4] == b"PCHW"
-    assert p.decode_identify(payload) == (1, p.network_id(net))
+    assert p.decode_identify(payload) == (2, p.network_id(net), p.STREAM_WINDOW)
+    assert p.STREAM_WINDOW == p.RX_BUFFER_SIZE == int.from_bytes(payload[-2:], "little") == 16
 
 
 @pytest.mark.parametrize("make", NETWORKS)
@@ -232,7 +241,7 @@ def _bad_frames(net):
         ("opcode", p.command_frame(0x42, b"\x01"), p.Status.ERR_OPCODE, 0x42),
         ("opcode zero", p.command_frame(0x00), p.Status.ERR_OPCODE, 0x00),
         ("identify length", p.command_frame(p.Opcode.IDENTIFY, b"\x00"), p.Status.ERR_LENGTH, 1),
-        ("infer length", p.command_frame(p.Opcode.INFER, good_infer[4:-2]), p.Status.ERR_LENGTH,
+        ("infer length", p.command_frame(p.Opcode.INFER, good_infer[p.HEADER_SIZE:-2]), p.Status.ERR_LENGTH,
          2),
         ("read empty", p.command_frame(p.Opcode.READ_PARAMS), p.Status.ERR_LENGTH, 4),
         ("read long", p.command_frame(p.Opcode.READ_PARAMS, b"\x01\x01"), p.Status.ERR_LENGTH, 4),
@@ -269,10 +278,10 @@ def test_too_long_is_answered_after_the_header():
     net = small()
     device = p.DeviceModel(net)
     too_long = p.max_payload(net) + 1
-    header = bytes([p.SYNC_COMMAND, p.Opcode.INFER]) + too_long.to_bytes(2, "little")
+    header = bytes([p.SYNC_COMMAND, p.Opcode.INFER, 0x33]) + too_long.to_bytes(2, "little")
     assert device.feed(header[:-1]) == []
     replies = device.feed(header[-1:])
-    assert replies == [p.reply_frame(p.Status.ERR_LENGTH, b"\x02")]
+    assert replies == [p.reply_frame(p.Status.ERR_LENGTH, b"\x02", tag=0x33)]
     assert device.parser.hunting
     # The rest of the bogus frame is hunted through as garbage; the next command works.
     assert device.feed(bytes(range(0x10, 0x60))) == []
@@ -319,4 +328,7 @@ def test_command_helpers_validate():
     with pytest.raises(PchwError, match="does not exist"):
         p.write_params_command(net, 3, np.zeros((3, 7), dtype=int), np.zeros(3, dtype=int))
     with pytest.raises(PchwError, match="not a pchw device"):
-        p.decode_identify(b"XXXX" + bytes(9))
+        p.decode_identify(b"XXXX" + bytes(11))
+    with pytest.raises(PchwError, match="not a pchw device"):
+        p.decode_identify(b"PCHW\x02" + bytes(9))
+    assert p.decode_identify(b"PCHW\x01" + bytes(8)) == (1, None, None)   # another version
