@@ -55,6 +55,9 @@ def manifest(network, name=None):
             {"name": "o_stream__ready", "direction": "input", "width": 1},
             {"name": "frame_abort", "direction": "input", "width": 1,
              "role": "pulse to drop a partly received command (a link timeout); tie to 0"},
+            {"name": "overrun", "direction": "input", "width": 1,
+             "role": "pulse instead of a byte while i_stream__ready: the link lost bytes here "
+                     "(answered with ERR_OVERRUN); tie to 0"},
         ],
         "protocol_version": protocol.PROTOCOL_VERSION,
         "network_id": protocol.network_id(network).hex(),

@@ -8,24 +8,25 @@ from the platform; in simulation the UART lines are plain ports.
 
 from amaranth.build import ResourceError
 from amaranth.hdl import ClockDomain, ClockSignal, Module, ResetSignal, Signal
-from amaranth.lib import fifo, io, wiring
+from amaranth.lib import data, fifo, io, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import protocol
 from ..errors import PchwError
 from .clocks import PLLClock
 from .top import NetworkTop
 from .uart import UARTReceiver, UARTTransmitter, divisor_for
 
-__all__ = ["RX_FIFO_DEPTH", "RX_FIFO_LATENCY", "HEARTBEAT_HZ", "ACTIVITY_HOLD_S", "BoardTop"]
+__all__ = ["RX_FIFO_DEPTH", "RX_FIFO_LATENCY", "HEARTBEAT_HZ", "ACTIVITY_HOLD_S", "RxEntry",
+           "BoardTop"]
 
-#: Bytes buffered between the UART receiver and the network. The network takes no bytes while
-#: it works on a frame and sends the reply (at the UART's pace). A host waits for each reply, so
-#: nothing arrives then, except when a frame was left incomplete (a host that gave up, or a
-#: lost byte): the next command's bytes complete it, and the rest of that command keeps coming
-#: during the error reply (the network takes bytes again once it has handed over the reply's
-#: 5th byte, about 4 byte times). With this buffer those bytes reach the network, so that it
-#: reads the stream as :class:`pchw.protocol.DeviceModel` does, instead of being dropped.
-RX_FIFO_DEPTH = 16
+#: Entries buffered between the UART receiver and the network (:data:`pchw.protocol.RX_BUFFER_SIZE`,
+#: the stream window IDENTIFY reports). The network takes no bytes while it works on a frame
+#: and sends the reply (at the UART's pace); the bytes a host streams meanwhile, up to the
+#: window, wait here. A byte that finds the buffer full is lost, and so is every byte after it
+#: until the buffer has room for a loss mark: the network answers the mark with ERR_OVERRUN
+#: (``NetworkTop.overrun``), so a loss is never silent.
+RX_FIFO_DEPTH = protocol.RX_BUFFER_SIZE
 #: Cycles from a byte offered to the receive FIFO (empty) to the byte offered to the network:
 #: ``SyncFIFOBuffered`` writes its memory, then its output register.
 RX_FIFO_LATENCY = 2
@@ -36,6 +37,13 @@ ACTIVITY_HOLD_S = 0.05
 #: A command whose bytes stop for this long is dropped (USB-serial bridges can pause a stream
 #: for a few milliseconds; a host gives up on a reply after much longer).
 FRAME_TIMEOUT_S = 0.1
+
+
+class RxEntry(data.Struct):
+    """An entry of the receive FIFO: a received byte, or (``lost``) a mark where bytes were
+    lost because the FIFO was full."""
+    byte: 8
+    lost: 1
 
 
 class BoardTop(wiring.Component):
@@ -72,6 +80,15 @@ class BoardTop(wiring.Component):
         :data:`ACTIVITY_HOLD_S` after.
     network_top, receiver, transmitter
         The :class:`NetworkTop`, :class:`UARTReceiver` and :class:`UARTTransmitter` inside.
+    rx_fifo : SyncFIFOBuffered
+        The receive FIFO (:data:`RX_FIFO_DEPTH` entries of :class:`RxEntry`); what enters it,
+        bytes and loss marks in order, is what the network reads.
+
+    A byte that completes on ``uart_rx`` while the FIFO is full (the UART receiver still holds
+    the previous one) is lost, and so is every byte received after it until a loss mark has
+    been written to the FIFO (as soon as it has room, behind the bytes received before the
+    loss); the network answers the mark with ERR_OVERRUN. A host that keeps to the stream
+    window (:data:`pchw.protocol.STREAM_WINDOW`) never causes a loss.
 
     Raises
     ------
@@ -108,6 +125,7 @@ class BoardTop(wiring.Component):
         self.network_top = NetworkTop(network, payload_ram_style=payload_ram_style)
         self.receiver = UARTReceiver(self._divisor)
         self.transmitter = UARTTransmitter(self._divisor)
+        self.rx_fifo = fifo.SyncFIFOBuffered(width=RxEntry.as_shape().size, depth=RX_FIFO_DEPTH)
         super().__init__()
 
     @property
@@ -172,14 +190,42 @@ class BoardTop(wiring.Component):
             m.domains.sync = ClockDomain("sync")
             m.d.comb += [ClockSignal("sync").eq(clock.clk), ResetSignal("sync").eq(clock.rst)]
         m.submodules.receiver = rx = self.receiver
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        m.submodules.rx_fifo = rx_fifo = self.rx_fifo
         m.submodules.network = top = self.network_top
         m.submodules.transmitter = tx = self.transmitter
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
-        wiring.connect(m, rx.o_stream, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, top.i_stream)
         wiring.connect(m, top.o_stream, tx.i_stream)
+
+        # Receive FIFO input: the UART's bytes, and a mark where bytes were lost. The receiver
+        # loses a byte (``overflow``) when it completes while the previous one still waits for
+        # room; that one came before the loss and goes in first (``held``), then the mark; bytes
+        # that arrive before the mark is in are lost with the rest (one mark per run of losses).
+        w_entry = RxEntry(rx_fifo.w_stream.payload)
+        pending = Signal()      # a loss not yet marked in the FIFO
+        held = Signal()         # the receiver's byte came before that loss
+        mark = pending & ~held
+        written = rx.o_stream.valid & rx_fifo.w_stream.ready & ~mark
+        with m.If(mark):
+            m.d.comb += [rx_fifo.w_stream.valid.eq(1), w_entry.lost.eq(1),
+                         rx.o_stream.ready.eq(1)]           # drops a byte after the loss
+            with m.If(rx_fifo.w_stream.ready):
+                m.d.sync += pending.eq(0)
+        with m.Else():
+            m.d.comb += [rx_fifo.w_stream.valid.eq(rx.o_stream.valid),
+                         w_entry.byte.eq(rx.o_stream.payload),
+                         rx.o_stream.ready.eq(rx_fifo.w_stream.ready)]
+            with m.If(written):
+                m.d.sync += held.eq(0)
+        with m.If(rx.overflow):
+            m.d.sync += [pending.eq(1), held.eq(~written)]
+
+        # Receive FIFO output: bytes to the network's stream, marks to its ``overrun``.
+        r_entry = RxEntry(rx_fifo.r_stream.payload)
+        m.d.comb += [top.i_stream.payload.eq(r_entry.byte),
+                     top.i_stream.valid.eq(rx_fifo.r_stream.valid & ~r_entry.lost),
+                     top.overrun.eq(rx_fifo.r_stream.valid & r_entry.lost & top.i_stream.ready),
+                     rx_fifo.r_stream.ready.eq(top.i_stream.ready)]
 
         # Inter-byte timeout: drop a partial command once the line has been quiet this long.
         quiet = Signal(range(self.frame_timeout_cycles + 1))

@@ -50,18 +50,22 @@ class FrameCheck(enum.Enum, shape=2):
     OK = protocol.FrameCheck.OK.value
     BAD_CRC = protocol.FrameCheck.BAD_CRC.value
     TOO_LONG = protocol.FrameCheck.TOO_LONG.value
+    OVERRUN = protocol.FrameCheck.OVERRUN.value
 
 
 class FrameInfo(data.Struct):
-    """A received command frame: its opcode byte, payload length, and :class:`FrameCheck`."""
+    """A received command frame: its opcode and tag bytes, payload length, and
+    :class:`FrameCheck`."""
     opcode: 8
+    tag: 8
     length: 16
     check: FrameCheck
 
 
 class ReplyHeader(data.Struct):
-    """The header of a reply frame: status byte and payload length."""
+    """The header of a reply frame: status byte, tag byte and payload length."""
     status: 8
+    tag: 8
     length: 16
 
 
@@ -76,10 +80,12 @@ class FrameReceiver(wiring.Component):
     """Splits a byte stream into command frames and buffers each payload.
 
     Follows :class:`pchw.protocol.FrameParser`: bytes other than ``SYNC_COMMAND`` are dropped
-    while hunting; after sync, opcode and length are read; a length above ``max_payload`` is
-    reported as ``TOO_LONG`` right after the length's high byte (no payload is read, hunting
+    while hunting; after sync, opcode, tag and length are read; a length above ``max_payload``
+    is reported as ``TOO_LONG`` right after the length's high byte (no payload is read, hunting
     resumes); otherwise the payload is written to the buffer and the crc byte checked
-    (``OK`` / ``BAD_CRC``). Opcodes and lengths are not checked here.
+    (``OK`` / ``BAD_CRC``). Opcodes and lengths are not checked here. A pulse on ``overrun``
+    ends the frame in progress, or an empty one while hunting, as ``OVERRUN``
+    (:meth:`pchw.protocol.FrameParser.overrun`).
 
     Parameters
     ----------
@@ -104,10 +110,15 @@ class FrameReceiver(wiring.Component):
     abort : In(1)
         Drops a partly received frame (after its sync byte, before its crc) and resumes
         hunting, with no frame reported: a link layer's inter-byte timeout. Ignored otherwise.
+    overrun : In(1)
+        A mark in the stream, between two bytes: the link lost bytes here. Honoured in a cycle
+        in which ``i_stream.ready`` is 1 and ``i_stream.valid`` is 0 (a link layer asserts it
+        instead of a byte): the frame in progress (opcode and tag as received, else 0; length
+        0) or, while hunting, an empty frame is reported as ``OVERRUN``, and hunting resumes.
 
     Timing: ``o_frame.valid`` rises :attr:`latency` cycle after the cycle in which the crc byte
-    (or, for ``TOO_LONG``, the length's high byte) is accepted. After ``o_frame`` is taken,
-    ``i_stream.ready`` is 1 from the next cycle on.
+    (or, for ``TOO_LONG``, the length's high byte; for ``OVERRUN``, the mark) is accepted. After
+    ``o_frame`` is taken, ``i_stream.ready`` is 1 from the next cycle on.
     """
 
     #: The buffer's submodule name (Yosys scripts select its memory by it).
@@ -123,6 +134,7 @@ class FrameReceiver(wiring.Component):
             "buf_addr": In(range(self._depth)),
             "buf_data": Out(8),
             "abort": In(1),
+            "overrun": In(1),
         })
 
     @property
@@ -160,20 +172,36 @@ class FrameReceiver(wiring.Component):
         with m.If(take):        # every byte; the sync byte resets it (below), the crc is unused
             m.d.sync += crc.eq(crc8_next(crc, byte))
 
+        def end_on_overrun():           # in every state that takes bytes; after the rest
+            with m.If(self.overrun):
+                m.d.sync += [info.check.eq(FrameCheck.OVERRUN), info.length.eq(0)]
+                m.next = "DONE"
+
         def drop_on_abort():            # in every state between the sync byte and the crc
             with m.If(self.abort):
                 m.next = "HUNT"
+            end_on_overrun()
 
         with m.FSM():
             with m.State("HUNT"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take & (byte == protocol.SYNC_COMMAND)):
-                    m.d.sync += crc.eq(protocol.CRC_INIT)
+                    m.d.sync += [crc.eq(protocol.CRC_INIT), info.opcode.eq(0),
+                                 info.tag.eq(protocol.NO_TAG)]
                     m.next = "OPCODE"
+                with m.If(self.overrun):
+                    m.d.sync += [info.opcode.eq(0), info.tag.eq(protocol.NO_TAG)]
+                end_on_overrun()
             with m.State("OPCODE"):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take):
                     m.d.sync += info.opcode.eq(byte)
+                    m.next = "TAG"
+                drop_on_abort()
+            with m.State("TAG"):
+                m.d.comb += self.i_stream.ready.eq(1)
+                with m.If(take):
+                    m.d.sync += info.tag.eq(byte)
                     m.next = "LENGTH_LOW"
                 drop_on_abort()
             with m.State("LENGTH_LOW"):
@@ -223,12 +251,12 @@ class FrameReceiver(wiring.Component):
 
 
 class FrameTransmitter(wiring.Component):
-    """Sends reply frames: ``SYNC_REPLY``, status, length (low, high), payload, crc.
+    """Sends reply frames: ``SYNC_REPLY``, status, tag, length (low, high), payload, crc.
 
     Members
     -------
     i_header : In(stream.Signature(ReplyHeader))
-        The next reply's status and payload length; accepted only when idle, i.e. after the
+        The next reply's status, tag and payload length; accepted only when idle, i.e. after the
         previous frame's crc byte has been sent.
     i_payload : In(stream.Signature(8))
         Exactly ``length`` payload bytes per frame, passed through to ``o_stream`` (its
@@ -238,7 +266,7 @@ class FrameTransmitter(wiring.Component):
 
     Timing: the sync byte is valid on ``o_stream`` :attr:`latency` cycle after the cycle in
     which ``i_header`` is accepted. With ``o_stream`` always ready and the payload always
-    valid, a frame takes one cycle per byte (``length + 5``), and the next header is accepted
+    valid, a frame takes one cycle per byte (``length + 6``), and the next header is accepted
     in the cycle after the crc byte is sent.
     """
 
@@ -277,7 +305,9 @@ class FrameTransmitter(wiring.Component):
             with m.State("SYNC"):
                 send(protocol.SYNC_REPLY, "STATUS", covered=False)
             with m.State("STATUS"):
-                send(header.status, "LENGTH_LOW")
+                send(header.status, "TAG")
+            with m.State("TAG"):
+                send(header.tag, "LENGTH_LOW")
             with m.State("LENGTH_LOW"):
                 send(header.length[:8], "LENGTH_HIGH")
             with m.State("LENGTH_HIGH"):

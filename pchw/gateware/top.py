@@ -34,9 +34,12 @@ class _Source(enum.Enum, shape=2):
 class NetworkTop(wiring.Component):
     """A network device: commands in on ``i_stream``, replies out on ``o_stream`` (bytes).
 
-    Every complete command frame gets exactly one reply frame; a malformed or unknown command
-    gets an error reply and leaves the parameters untouched. A pulse on ``frame_abort`` drops a
-    partly received command without a reply (tie it to 0 where no link timeout is wanted).
+    Every complete command frame gets exactly one reply frame, with the command's tag; a
+    malformed or unknown command gets an error reply and leaves the parameters untouched. A
+    pulse on ``frame_abort`` drops a partly received command without a reply (tie it to 0 where
+    no link timeout is wanted). A pulse on ``overrun`` while ``i_stream.ready`` is 1 (instead of
+    a byte) marks bytes the link lost: the partial command, if any, is dropped and answered
+    with ``ERR_OVERRUN`` (tie it to 0 where the link cannot lose bytes).
     ``payload_ram_style`` is the command payload buffer's Yosys ``ram_style``
     (:class:`~pchw.gateware.framing.FrameReceiver`).
     """
@@ -44,6 +47,7 @@ class NetworkTop(wiring.Component):
     i_stream: In(stream.Signature(8))
     o_stream: Out(stream.Signature(8))
     frame_abort: In(1)      # drop a partly received command (a link's inter-byte timeout)
+    overrun: In(1)          # the link lost bytes here (its receive buffer was full)
 
     def __init__(self, network, *, payload_ram_style=None):
         self._net = network
@@ -61,12 +65,12 @@ class NetworkTop(wiring.Component):
         m.submodules.tx = tx = FrameTransmitter()
         m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.i_stream), rx.i_stream)
-        m.d.comb += rx.abort.eq(self.frame_abort)
+        m.d.comb += [rx.abort.eq(self.frame_abort), rx.overrun.eq(self.overrun)]
         wiring.connect(m, tx.o_stream, wiring.flipped(self.o_stream))
 
         vbytes0 = protocol.value_bytes(net.value_format(0))
         vbytesL = protocol.value_bytes(net.value_format(L))
-        identify = protocol.MAGIC + bytes([protocol.PROTOCOL_VERSION]) + protocol.network_id(net)
+        identify = protocol.identify_payload(protocol.network_id(net))
 
         # Per-layer constants for the parameter commands (index 0 unused).
         def table(values, width=16):
@@ -161,7 +165,9 @@ class NetworkTop(wiring.Component):
                     m.d.sync += [status.eq(code), reply_len.eq(1), source.eq(_Source.NONE)]
                     m.next = "ERROR_HEADER"
 
-                with m.If(info.check == FrameCheck.TOO_LONG):
+                with m.If(info.check == FrameCheck.OVERRUN):
+                    fail(Status.ERR_OVERRUN)
+                with m.Elif(info.check == FrameCheck.TOO_LONG):
                     fail(Status.ERR_LENGTH)
                 with m.Elif(info.check == FrameCheck.BAD_CRC):
                     fail(Status.ERR_CHECKSUM)
@@ -261,7 +267,7 @@ class NetworkTop(wiring.Component):
 
             with m.State("ERROR_HEADER"):
                 m.d.comb += [tx.i_header.valid.eq(1), tx.i_header.p.status.eq(status),
-                             tx.i_header.p.length.eq(1)]
+                             tx.i_header.p.tag.eq(info.tag), tx.i_header.p.length.eq(1)]
                 with m.If(tx.i_header.ready):
                     m.next = "ERROR_PAYLOAD"
             with m.State("ERROR_PAYLOAD"):
@@ -270,7 +276,7 @@ class NetworkTop(wiring.Component):
                     m.next = "RELEASE"
             with m.State("HEADER"):
                 m.d.comb += [tx.i_header.valid.eq(1), tx.i_header.p.status.eq(status),
-                             tx.i_header.p.length.eq(reply_len)]
+                             tx.i_header.p.tag.eq(info.tag), tx.i_header.p.length.eq(reply_len)]
                 with m.If(tx.i_header.ready):
                     with m.If(source == _Source.NONE):
                         m.next = "RELEASE"

@@ -39,6 +39,29 @@ def tiny_network():
 
 # -- the host side: line actions and the bytes the UART delivers --------------------------------
 
+async def monitor_tx(ctx, tx, d, received, starts):
+    """Decode the line ``tx`` (``d`` cycles per bit) forever: append each byte to ``received``
+    and the cycle of its first low level to ``starts``."""
+    cycle = 0                                                   # clock edges passed
+    while True:
+        await ctx.tick()
+        cycle += 1
+        if ctx.get(tx):
+            continue
+        start = cycle
+        await ctx.tick().repeat(d // 2)
+        assert ctx.get(tx) == 0, "glitch on uart_tx"
+        byte = 0
+        for i in range(8):
+            await ctx.tick().repeat(d)
+            byte |= ctx.get(tx) << i
+        await ctx.tick().repeat(d)
+        assert ctx.get(tx) == 1, "framing error on uart_tx"
+        cycle += d // 2 + 9 * d
+        received.append(byte)
+        starts.append(start)
+
+
 class Chunk:
     """What the host puts on the line between two looks at the replies: a list of line actions
     and the bytes the device's UART receiver delivers for them."""
@@ -76,24 +99,7 @@ class BoardBench:
         self.chunk_ends = []                # the cycle at which each chunk's last level ends
 
     async def _monitor(self, ctx):
-        d, tx, cycle = self.divisor, self.dut.uart_tx, 0        # cycle: clock edges passed
-        while True:
-            await ctx.tick()
-            cycle += 1
-            if ctx.get(tx):
-                continue
-            start = cycle
-            await ctx.tick().repeat(d // 2)
-            assert ctx.get(tx) == 0, "glitch on uart_tx"
-            byte = 0
-            for i in range(8):
-                await ctx.tick().repeat(d)
-                byte |= ctx.get(tx) << i
-            await ctx.tick().repeat(d)
-            assert ctx.get(tx) == 1, "framing error on uart_tx"
-            cycle += d // 2 + 9 * d
-            self.received.append(byte)
-            self.starts.append(start)
+        await monitor_tx(ctx, self.dut.uart_tx, self.divisor, self.received, self.starts)
 
     def run(self, chunks, timeout=30_000):
         d = self.divisor
@@ -236,7 +242,7 @@ def test_recovers_from_line_noise_and_bad_frames():
     good("learn", learn)
     chunks.append(Chunk("unknown opcode").bytes(protocol.command_frame(0x7E, b"\x01\x02")))
     chunks.append(Chunk("read_params, bad layer").bytes(protocol.read_params_command(9)))
-    chunks.append(Chunk("too long").bytes(bytes([protocol.SYNC_COMMAND, 2, 0xFF, 0x7F, 1, 2])))
+    chunks.append(Chunk("too long").bytes(bytes([protocol.SYNC_COMMAND, 2, 0x21, 0xFF, 0x7F, 1, 2])))
     good("infer after errors", infer)
     # A framing error inside a command: the frame is one byte short and eats the next
     # command's sync byte as its crc; the rest of that command is hunted through.
@@ -252,7 +258,7 @@ def test_recovers_from_line_noise_and_bad_frames():
     good("identify after truncated", identify)
     # Bytes that arrive while the device sends an error reply wait in the receive FIFO: a
     # truncated frame completed by junk, then at once a command, gets both replies.
-    chunks.append(Chunk("truncated read_params").bytes(protocol.read_params_command(2)[:3]))
+    chunks.append(Chunk("truncated read_params").bytes(protocol.read_params_command(2)[:4]))
     chunks.append(Chunk("junk completes it, then identify").bytes(b"\x00\x01\x02" + identify))
     chunks.append(Chunk("garbage with sync bytes").bytes(
         bytes([protocol.SYNC_COMMAND, 0x99, 3, 0, 7, 7, 7, 7]) + bytes(prng.randrange(256)
@@ -389,3 +395,195 @@ def test_a_host_that_stops_mid_frame_leaves_the_device_ready():
     transport.write(cut)
     assert transport.read(1, 0.002) == b""                  # quiet: the frame times out
     device.identify()                                       # answered, not an error reply
+
+
+# -- streaming: the window, and overruns past it ------------------------------------------------
+
+def mixed_frames(network, rng, count):
+    """``count`` self-delimiting command frames, good and bad, with random tags 1..255 (some
+    preceded by garbage without a sync byte): each gets exactly one reply."""
+    L, f0 = network.L, network.value_format(0)
+    frames = []
+    for _ in range(count):
+        tag = int(rng.integers(1, 256))
+        x, y = random_inputs(network, rng)
+        kind = rng.choice(["infer", "infer", "learn", "identify", "read", "write", "bad_crc",
+                           "opcode", "length", "layer", "too_long"])
+        if kind == "infer":
+            frame = protocol.infer_command(network, x, tag=tag)
+        elif kind == "learn":
+            frame = protocol.learn_command(network, x, y, tag=tag)
+        elif kind == "identify":
+            frame = protocol.identify_command(tag=tag)
+        elif kind == "read":
+            frame = protocol.read_params_command(int(rng.integers(1, L + 1)), tag=tag)
+        elif kind == "write":
+            l = int(rng.integers(1, L + 1))
+            fmt = network.weight_format(l)
+            W = rng.integers(fmt.quantise(-1.0), fmt.quantise(1.0),
+                             (network.layers[l], network.layers[l - 1]))
+            b = rng.integers(fmt.quantise(-1.0), fmt.quantise(1.0), network.layers[l])
+            frame = protocol.write_params_command(network, l, W, b, tag=tag)
+        elif kind == "bad_crc":             # a bit flipped anywhere but in sync and length
+            frame = bytearray(protocol.infer_command(network, x, tag=tag))
+            at = [1, 2] + list(range(protocol.HEADER_SIZE, len(frame)))
+            frame[at[int(rng.integers(len(at)))]] ^= 1 << int(rng.integers(8))
+        elif kind == "opcode":
+            frame = protocol.command_frame(int(rng.choice([0, 6, 0x42, 0xFF])), b"\x01", tag)
+        elif kind == "length":
+            frame = protocol.command_frame(protocol.Opcode.INFER, bytes(1), tag)
+        elif kind == "layer":
+            frame = protocol.read_params_command(L + 1 + int(rng.integers(5)), tag=tag)
+        else:                               # only the header: answered at once
+            length = int(rng.integers(protocol.max_payload(network) + 1, 0x10000))
+            frame = bytes([protocol.SYNC_COMMAND, protocol.Opcode.INFER, tag]) + \
+                length.to_bytes(2, "little")
+        if rng.random() < 0.1:
+            frame = bytes(int(b) for b in rng.integers(0, 0x80, int(rng.integers(1, 4)))) + frame
+        frames.append(bytes(frame))
+    return frames
+
+
+class StreamBench:
+    """A host streaming frames into the board's ``uart_rx``: each as soon as the stream window
+    allows (``window``; None: back to back, ignoring replies). Records the replies from
+    ``uart_tx`` and what the receive FIFO took, bytes and loss marks, in order."""
+
+    def __init__(self, network, frames, window):
+        self.network, self.frames, self.window = network, frames, window
+        self.dut = BoardTop(network, clock_hz=CLOCK_HZ, baud=BAUD)
+        self.received = bytearray()
+        self.fifo_input = []                # bytes, and None for a loss mark
+        self.most_buffered = 0
+
+    async def _fifo_monitor(self, ctx):
+        w, fifo = self.dut.rx_fifo.w_stream, self.dut.rx_fifo
+        while True:
+            _, _, valid, ready, payload, level = await ctx.tick().sample(
+                w.valid, w.ready, w.payload, fifo.level)
+            self.most_buffered = max(self.most_buffered, level)
+            if valid and ready:
+                self.fifo_input.append(None if payload >> 8 else payload & 0xFF)
+
+    def run(self, reply_sizes=None):
+        """``reply_sizes``: each frame's reply length, needed to keep to the window."""
+        d = self.dut.divisor
+        ends = np.cumsum(reply_sizes) if reply_sizes is not None else None
+
+        async def tx_monitor(ctx):
+            await monitor_tx(ctx, self.dut.uart_tx, d, self.received, [])
+
+        async def host(ctx):
+            line = LineDriver(ctx, self.dut.uart_rx, d)
+            await line.idle(2)
+            for i, frame in enumerate(self.frames):
+                while self.window is not None:
+                    done = int(np.searchsorted(ends, len(self.received), side="right"))
+                    ahead = sum(len(f) for f in self.frames[done + 1:i]) + len(frame)
+                    if done == i or ahead <= self.window:
+                        break
+                    await line.idle(1)
+                await line.send_all(frame)
+            quiet = 0
+            while quiet < 400:                  # until the replies stop (40 byte times)
+                before = len(self.received)
+                await line.idle(1)
+                quiet = 0 if len(self.received) != before else quiet + 1
+
+        sim = Simulator(self.dut)
+        sim.add_clock(1 / CLOCK_HZ)
+        sim.add_testbench(host)
+        sim.add_testbench(tx_monitor, background=True)
+        sim.add_testbench(self._fifo_monitor, background=True)
+        sim.run()
+
+    def model_replies(self):
+        """The golden device model's replies to what the FIFO took, bytes and marks in order."""
+        model, replies = protocol.DeviceModel(self.network), []
+        for item in self.fifo_input:
+            replies += model.overrun() if item is None else model.feed(bytes([item]))
+        return replies
+
+
+def test_streaming_at_the_window_matches_the_device_model():
+    """Mixed good and bad frames, each sent as soon as the stream window allows: nothing is
+    lost, and every reply byte is the golden device model's, with the command's tag."""
+    net = tiny_network()
+    rng = np.random.default_rng(21)
+    frames = mixed_frames(net, rng, 200)
+    model = protocol.DeviceModel(net)
+    expected = [model.feed(frame) for frame in frames]
+    assert all(len(r) == 1 for r in expected)
+    bench = StreamBench(net, frames, protocol.STREAM_WINDOW)
+    bench.run([len(r[0]) for r in expected])
+    assert None not in bench.fifo_input                 # no byte was lost
+    want = b"".join(r[0] for r in expected)
+    assert len(bench.received) == len(want)
+    for i, (frame, [reply]) in enumerate(zip(frames, expected)):
+        at = sum(len(r[0]) for r in expected[:i])
+        assert bytes(bench.received[at:at + len(reply)]) == reply, f"reply {i}"
+        assert protocol.frame_tag(reply) == frame[frame.index(protocol.SYNC_COMMAND) + 2]
+    statuses = {protocol.parse_reply(r[0])[0] for r in expected}
+    assert statuses == set(protocol.Status) - {protocol.Status.ERR_OVERRUN}
+    # At the limit: the buffer filled up to the window (the UART receiver holds one byte more).
+    assert protocol.STREAM_WINDOW - 4 <= bench.most_buffered <= protocol.STREAM_WINDOW
+
+
+def check_every_loss_reported(frames, replies):
+    """Each frame's tag (all distinct) either comes back in order, or the frame lies between
+    two answered ones (or the ends) with an ERR_OVERRUN reply between their replies."""
+    tags = [protocol.frame_tag(f[f.index(protocol.SYNC_COMMAND):]) for f in frames]
+    assert len(set(tags)) == len(tags)
+    position = {tag: i for i, tag in enumerate(tags)}
+    answered, overrun_since, next_frame, lost = 0, False, 0, 0
+    for reply in replies:
+        status, tag = protocol.parse_reply(reply)[0], protocol.frame_tag(reply)
+        if status is protocol.Status.ERR_OVERRUN:
+            overrun_since = True
+        if tag in position and position[tag] >= next_frame and \
+                status is not protocol.Status.ERR_OVERRUN:
+            skipped = position[tag] - next_frame
+            assert skipped == 0 or overrun_since, f"frames {next_frame}.. lost without a report"
+            lost += skipped
+            answered += 1
+            next_frame, overrun_since = position[tag] + 1, False
+    skipped = len(frames) - next_frame
+    assert skipped == 0 or overrun_since, "frames at the end lost without a report"
+    return answered, lost + skipped
+
+
+@pytest.mark.parametrize("kind", ["too_long_headers", "mixed"])
+def test_streaming_past_the_window_reports_every_loss(kind):
+    """Frames back to back, ignoring the window, overrun the receive FIFO: each run of lost
+    bytes is answered with ERR_OVERRUN where it happened (the model, told where the FIFO took a
+    loss mark, predicts every reply byte), and every frame without a reply is covered by one.
+    (Protocol version 1 lost 12 of 40 over-length headers streamed like this, silently.)"""
+    net = tiny_network()
+    rng = np.random.default_rng(23)
+    if kind == "too_long_headers":
+        frames = [bytes([protocol.SYNC_COMMAND, protocol.Opcode.INFER, tag, 0xFF, 0xFF])
+                  for tag in range(1, 41)]
+    else:
+        frames = mixed_frames(net, rng, 120)
+        for i, frame in enumerate(frames):                  # distinct tags
+            start = frame.index(protocol.SYNC_COMMAND)
+            frames[i] = retag(frame[start:], i + 1)
+    bench = StreamBench(net, frames, window=None)
+    bench.run()
+    replies = bench.model_replies()
+    assert bytes(bench.received) == b"".join(replies)
+    marks = bench.fifo_input.count(None)
+    overruns = [r for r in replies if protocol.parse_reply(r)[0] is protocol.Status.ERR_OVERRUN]
+    assert len(overruns) == marks >= 1
+    answered, lost = check_every_loss_reported(frames, replies)
+    assert lost >= 1 and answered + lost == len(frames)
+
+
+def retag(frame, tag):
+    """``frame`` with another tag (and its crc recomputed); a bad crc stays bad."""
+    body = bytearray(frame[1:-1])
+    good = protocol.crc8(body) == frame[-1]
+    body[protocol.TAG_OFFSET - 1] = tag
+    crc = protocol.crc8(body) ^ (0 if good else 0x5A)
+    return frame[:1] + bytes(body) + bytes([crc]) if len(frame) > protocol.HEADER_SIZE else \
+        frame[:protocol.TAG_OFFSET] + bytes([tag]) + frame[protocol.TAG_OFFSET + 1:]

@@ -67,9 +67,11 @@ def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_0
                         break
                 sample()
                 await tick()
-            too_long = len(command) >= 4 and command[0] == protocol.SYNC_COMMAND and \
-                int.from_bytes(command[2:4], "little") > protocol.max_payload(network)
-            last_in = accepted_at[3 if too_long else -1]
+            header = protocol.HEADER_SIZE
+            too_long = len(command) >= header and command[0] == protocol.SYNC_COMMAND and \
+                int.from_bytes(command[header - 2:header], "little") > \
+                protocol.max_payload(network)
+            last_in = accepted_at[header - 1 if too_long else -1]
             results.append((bytes(reply), None if first is None else first - last_in))
 
     sim = Simulator(top)
@@ -84,18 +86,22 @@ def check_against_model(network, commands, **kwargs):
     results = run_top(network, commands, **kwargs)
     for command, (reply, _) in zip(commands, results):
         assert [reply] == device.feed(command), f"reply to {command[:8].hex()}..."
+        if command[:1] == bytes([protocol.SYNC_COMMAND]):
+            assert protocol.frame_tag(reply) == protocol.frame_tag(command)
     return device, results
 
 
 def good_commands(network, rng, count):
     L = network.L
     f0, fL = network.value_format(0), network.value_format(L)
-    commands = [protocol.identify_command()]
+    tags = iter(rng.permutation(256).tolist())          # the replies must echo them
+    commands = [protocol.identify_command(tag=next(tags))]
     for _ in range(count):
         x = f0.quantise(rng.uniform(-1.5, 1.5, network.layers[0]))
         y = fL.quantise(rng.uniform(-1.5, 1.5, network.layers[L]))
-        commands += [protocol.infer_command(network, x), protocol.learn_command(network, x, y)]
-    commands += [protocol.read_params_command(l) for l in range(1, L + 1)]
+        commands += [protocol.infer_command(network, x, tag=next(tags)),
+                     protocol.learn_command(network, x, y, tag=next(tags))]
+    commands += [protocol.read_params_command(l, tag=next(tags)) for l in range(1, L + 1)]
     return commands
 
 
@@ -127,8 +133,8 @@ def test_bad_commands_between_good_ones():
     good = good_commands(network, rng, 2)
     corrupt = bytearray(good[1])
     corrupt[6] ^= 0x10                                   # payload bit flip: crc fails
-    wrong_length = protocol.command_frame(Opcode.INFER, bytes(3))
-    bad = [bytes(corrupt), protocol.command_frame(0x42, b"xy"), wrong_length,
+    wrong_length = protocol.command_frame(Opcode.INFER, bytes(3), tag=0x99)
+    bad = [bytes(corrupt), protocol.command_frame(0x42, b"xy", tag=0xEE), wrong_length,
            protocol.command_frame(Opcode.INFER, bytes(300)),            # too long
            protocol.command_frame(Opcode.READ_PARAMS, bytes([7])),      # no such layer
            protocol.command_frame(Opcode.WRITE_PARAMS, bytes([0, 1, 2])),
@@ -175,3 +181,56 @@ def test_committed_models(name):
     _, results = check_against_model(network, commands)
     assert results[1][1] == command_latency(network, Opcode.INFER)
     assert results[2][1] == command_latency(network, Opcode.LEARN)
+
+
+def test_overrun_mark():
+    """A loss mark on ``overrun`` (instead of a byte) ends the partial command and is answered
+    with ERR_OVERRUN (its opcode and tag), or with opcode and tag 0 between frames, at the
+    latency of an error reply; the next command is answered as usual."""
+    network = small_network(mode="standard")
+    infer = protocol.infer_command(network, [1, 2, 3, 4, 5], tag=0x6C)
+    device = protocol.DeviceModel(network)
+    replies = []
+
+    async def bench(ctx):
+        ctx.set(top.o_stream.ready, 1)
+        for part in (infer[:7], None, infer, None, infer[:2], None):
+            if part is None:
+                assert ctx.get(top.i_stream.ready)
+                ctx.set(top.overrun, 1)
+                await ctx.tick()
+                ctx.set(top.overrun, 0)
+                expected = device.overrun()
+            else:
+                for byte in part:
+                    ctx.set(top.i_stream.valid, 1)
+                    ctx.set(top.i_stream.payload, byte)
+                    await ctx.tick().until(top.i_stream.ready)
+                ctx.set(top.i_stream.valid, 0)
+                expected = device.feed(part)
+            start, reply, first = 0, bytearray(), None
+            for cycle in range(1, 20_000):
+                if ctx.get(top.o_stream.valid):
+                    first = cycle if first is None else first
+                    reply.append(ctx.get(top.o_stream.payload))
+                await ctx.tick()
+                if len(reply) >= protocol.HEADER_SIZE and \
+                        len(reply) == protocol.frame_size(reply) or not expected and cycle > 200:
+                    break
+            replies.append((bytes(reply), expected, first))
+
+    top = NetworkTop(network)
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for got, expected, first in replies:
+        assert [got] == expected if expected else got == b""
+    S = protocol.Status
+    assert [protocol.parse_reply(r)[0] for r, e, _ in replies if e] == \
+        [S.ERR_OVERRUN, S.OK, S.ERR_OVERRUN, S.ERR_OVERRUN]
+    assert replies[1][0] == protocol.reply_frame(S.ERR_OVERRUN, bytes([Opcode.INFER]), tag=0x6C)
+    assert replies[3][0] == protocol.reply_frame(S.ERR_OVERRUN, b"\x00", tag=0)
+    assert replies[5][0] == protocol.reply_frame(S.ERR_OVERRUN, bytes([Opcode.INFER]), tag=0)
+    # The mark is taken at the edge before cycle 1: an error reply's latency.
+    assert replies[1][2] == command_latency(network, Opcode.IDENTIFY)
