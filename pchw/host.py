@@ -7,7 +7,9 @@ abstract :class:`Transport`; the same code drives a board over its serial port
 quantised to the network's formats exactly as :class:`~pchw.golden.FixedModel` does.
 """
 
+import random
 import time
+from collections import deque
 
 import numpy as np
 
@@ -155,34 +157,103 @@ class SimulationTransport(Transport):
 class Device:
     """A pchw device running ``network``, over ``transport``.
 
+    Every command carries a tag (1, 2, ..., 255, 1, ...) that its reply echoes; a reply with
+    another tag (a late reply to a command the host gave up on) is discarded and counted in
+    :attr:`stale_replies`, never taken for the awaited one. :meth:`infer_many` and
+    :meth:`learn_many` stream commands within the device's stream window (IDENTIFY).
+
     Raises :class:`~pchw.errors.PchwError` on a timeout (no complete reply within ``timeout``
-    seconds), a garbled reply, or an error status; :meth:`resync` then brings a device that was
-    left in the middle of a frame (e.g. by a host that disconnected) back to a clean state.
+    seconds), a garbled reply, an error status, or an ERR_OVERRUN that may concern the awaited
+    command; :meth:`resync` then brings the device and the stream back to a clean state.
+
+    Members
+    -------
+    window : int or None
+        The stream window in bytes, from :meth:`identify` (None before).
+    stale_replies : int
+        Replies discarded because their tag was not the awaited one.
+    overruns : int
+        ERR_OVERRUN replies received: runs of input bytes the device lost.
     """
 
     def __init__(self, transport, network, timeout=2.0):
         self.transport, self.network, self.timeout = transport, network, timeout
         self._f0 = network.value_format(0)
         self._fL = network.value_format(network.L)
+        self.window = None
+        self.stale_replies = 0
+        self.overruns = 0
+        # A random first tag: a reply left over from an earlier host is unlikely to carry ours.
+        self._tag = random.randrange(255)
+
+    def _next_tag(self):
+        """The next command tag: 1..255, never NO_TAG (0, the tag of an error reply to a frame
+        whose tag byte never arrived)."""
+        self._tag = self._tag % 255 + 1
+        return self._tag
 
     def _exchange(self, opcode, frame):
         self.transport.write(frame)
-        header = self.transport.read(protocol.HEADER_SIZE, self.timeout)
-        if len(header) < protocol.HEADER_SIZE:
-            raise PchwError(f"no reply to {Opcode(opcode).name} within {self.timeout} s "
-                            "(is the bitstream loaded and the port right?)")
-        if header[0] != protocol.SYNC_REPLY:
-            raise PchwError(f"garbled reply to {Opcode(opcode).name}: starts with "
-                            f"0x{header[0]:02X}; try again after Device.resync()")
-        rest = self.transport.read(protocol.frame_size(header) - len(header), self.timeout)
-        try:
-            status, payload, _ = protocol.parse_reply(header + rest)
-        except PchwError as error:
-            raise PchwError(f"garbled reply to {Opcode(opcode).name}: {error}")
-        if status != Status.OK:
-            raise PchwError(f"the device answered {Opcode(opcode).name} with "
-                            f"{Status(status).name}")
-        return payload
+        return self._reply(opcode, protocol.frame_tag(frame))
+
+    def _reply(self, opcode, tag):
+        """The payload of the OK reply tagged ``tag``, the next reply with that tag; replies
+        with other tags are discarded (:attr:`stale_replies`)."""
+        name = Opcode(opcode).name
+        while True:
+            header = self.transport.read(protocol.HEADER_SIZE, self.timeout)
+            if len(header) < protocol.HEADER_SIZE:
+                raise PchwError(
+                    f"no reply to {name} within {self.timeout} s (is the bitstream loaded and "
+                    "the port right?); a late reply will be discarded by its tag, and "
+                    "Device.resync() brings back a device left in the middle of a frame")
+            if header[0] != protocol.SYNC_REPLY:
+                raise PchwError(f"garbled reply to {name}: starts with 0x{header[0]:02X}; try "
+                                "again after Device.resync()")
+            rest = self.transport.read(protocol.frame_size(header) - len(header), self.timeout)
+            try:
+                status, payload, _ = protocol.parse_reply(header + rest)
+            except PchwError as error:
+                raise PchwError(f"garbled reply to {name}: {error}; try again after "
+                                "Device.resync()")
+            got = protocol.frame_tag(header)
+            if status is Status.ERR_OVERRUN:
+                self.overruns += 1
+                if got in (tag, protocol.NO_TAG):
+                    raise PchwError(
+                        f"the device lost input bytes before the reply to {name} (its receive "
+                        f"buffer overran: more than the stream window of {self.window} bytes "
+                        "sent ahead of a reply), so it may not have been executed; call "
+                        "Device.resync() and send it again")
+            if got != tag:
+                self.stale_replies += 1
+                continue
+            if status != Status.OK:
+                raise PchwError(f"the device answered {name} with {Status(status).name}")
+            return payload
+
+    def _stream(self, commands):
+        """Send ``commands`` (``(opcode, frame)`` pairs, made when sent) within the stream
+        window: a command goes out when no command is outstanding (sent, its reply not yet
+        read), or when it and the outstanding ones after the oldest fit :attr:`window` bytes.
+        Returns the OK reply payloads, in order."""
+        if self.window is None:
+            self.identify()
+        outstanding, payloads = deque(), []      # (opcode, tag, bytes) of commands in flight
+        ahead = 0                                # bytes of the outstanding ones but the oldest
+        for opcode, frame in commands:
+            while outstanding and ahead + len(frame) > self.window:
+                oldest_opcode, tag, _ = outstanding.popleft()
+                payloads.append(self._reply(oldest_opcode, tag))
+                ahead -= outstanding[0][2] if outstanding else 0
+            self.transport.write(frame)
+            if outstanding:
+                ahead += len(frame)
+            outstanding.append((opcode, protocol.frame_tag(frame), len(frame)))
+        while outstanding:
+            opcode, tag, _ = outstanding.popleft()
+            payloads.append(self._reply(opcode, tag))
+        return payloads
 
     def resync(self):
         """Complete any partial frame with zero bytes and drop what comes back: a partial frame
@@ -194,35 +265,59 @@ class Device:
 
     def identify(self, check=True):
         """``(protocol version, network id)``; with ``check``, refuse a device that runs
-        another network or protocol."""
-        version, network_id = protocol.decode_identify(
-            self._exchange(Opcode.IDENTIFY, protocol.identify_command()))
+        another network or protocol. Sets :attr:`window`."""
+        version, network_id, window = protocol.decode_identify(self._exchange(
+            Opcode.IDENTIFY, protocol.identify_command(tag=self._next_tag())))
         if check and version != protocol.PROTOCOL_VERSION:
             raise PchwError(f"the device speaks protocol version {version}, this host "
-                            f"{protocol.PROTOCOL_VERSION}")
+                            f"{protocol.PROTOCOL_VERSION}: build and flash the bitstream with "
+                            "this pchw")
+        if window is not None:
+            self.window = window
         if check and network_id != protocol.network_id(self.network):
             raise PchwError(f"the device runs another network (id {network_id.hex()}, expected "
                             f"{protocol.network_id(self.network).hex()}): build and flash this "
                             "model's bitstream")
         return version, network_id
 
+    def _infer_command(self, x):
+        return Opcode.INFER, protocol.infer_command(
+            self.network, self._f0.quantise(np.asarray(x, dtype=np.float64).ravel()),
+            tag=self._next_tag())
+
+    def _learn_command(self, x, target):
+        return Opcode.LEARN, protocol.learn_command(
+            self.network, self._f0.quantise(np.asarray(x, dtype=np.float64).ravel()),
+            self._fL.quantise(np.asarray(target, dtype=np.float64).ravel()), tag=self._next_tag())
+
+    def _outputs(self, payloads):
+        return np.array([self._fL.dequantise(protocol.decode_outputs(self.network, p))
+                         for p in payloads]).reshape(len(payloads), self.network.layers[-1])
+
     def infer(self, x):
         """Outputs (floats) for one input vector."""
-        payload = self._exchange(Opcode.INFER, protocol.infer_command(
-            self.network, self._f0.quantise(np.asarray(x, dtype=np.float64).ravel())))
-        return self._fL.dequantise(protocol.decode_outputs(self.network, payload))
+        return self._outputs([self._exchange(*self._infer_command(x))])[0]
 
     def learn(self, x, target):
         """One on-chip PC learning step; returns the prediction before the update (floats)."""
-        payload = self._exchange(Opcode.LEARN, protocol.learn_command(
-            self.network, self._f0.quantise(np.asarray(x, dtype=np.float64).ravel()),
-            self._fL.quantise(np.asarray(target, dtype=np.float64).ravel())))
-        return self._fL.dequantise(protocol.decode_outputs(self.network, payload))
+        return self._outputs([self._exchange(*self._learn_command(x, target))])[0]
+
+    def infer_many(self, X):
+        """Outputs (floats, one row per sample) for the rows of ``X``, the commands streamed
+        within the stream window (IDENTIFY first if not done yet)."""
+        return self._outputs(self._stream(self._infer_command(x) for x in X))
+
+    def learn_many(self, X, targets):
+        """One learning step per row of ``X`` and ``targets``, in order, streamed within the
+        window; returns the predictions before each update (one row per sample)."""
+        if len(X) != len(targets):
+            raise PchwError(f"{len(X)} inputs but {len(targets)} targets")
+        return self._outputs(self._stream(self._learn_command(x, y) for x, y in zip(X, targets)))
 
     def read_params(self, layer):
         """``(W_l, b_l)`` as floats (exact values of the weight format)."""
         W, b = protocol.decode_params(self.network, layer, self._exchange(
-            Opcode.READ_PARAMS, protocol.read_params_command(layer)))
+            Opcode.READ_PARAMS, protocol.read_params_command(layer, tag=self._next_tag())))
         fmt = self.network.weight_format(layer)
         return fmt.dequantise(W), fmt.dequantise(b)
 
@@ -230,4 +325,4 @@ class Device:
         """Set ``W_l`` and ``b_l`` (floats, quantised to the weight format)."""
         fmt = self.network.weight_format(layer)
         self._exchange(Opcode.WRITE_PARAMS, protocol.write_params_command(
-            self.network, layer, fmt.quantise(W), fmt.quantise(b)))
+            self.network, layer, fmt.quantise(W), fmt.quantise(b), tag=self._next_tag()))

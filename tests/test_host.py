@@ -1,12 +1,15 @@
 """The host runtime against the golden device model: the API mirrors the golden model."""
 
+from collections import deque
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import pchw
 from pchw import PchwError, protocol
 from pchw.golden import FixedModel
-from pchw.host import Device, GoldenTransport
+from pchw.host import Device, GoldenTransport, Transport
 
 
 @pytest.fixture
@@ -46,8 +49,131 @@ def test_error_status_and_timeout_are_one_line_errors(network):
     class Silent(GoldenTransport):
         def write(self, data):
             pass
-    with pytest.raises(PchwError, match="no reply to IDENTIFY within"):
+    with pytest.raises(PchwError, match=r"no reply to IDENTIFY within .*Device\.resync\(\)"):
         Device(Silent(network), network, timeout=0.01).identify()
+
+
+class DelayingTransport(Transport):
+    """The golden device model whose replies arrive late: reply ``k`` is ready ``delays[k]``
+    seconds (of a clock that reads advance) after the command that caused it, and never before
+    the reply ahead of it (the device answers in order). Records the tags of replies read."""
+
+    def __init__(self, network, delays=()):
+        self.device = protocol.DeviceModel(network)
+        self.delays, self.now = list(delays), 0.0
+        self.queue, self._received = deque(), bytearray()
+
+    def write(self, data):
+        for reply in self.device.feed(bytes(data)):
+            delay = self.delays.pop(0) if self.delays else 0.0
+            ready = max(self.now + delay, self.queue[-1][0] if self.queue else 0.0)
+            self.queue.append((ready, reply))
+
+    def read(self, count, timeout):
+        deadline = self.now + timeout
+        while len(self._received) < count and self.queue and self.queue[0][0] <= deadline:
+            ready, reply = self.queue.popleft()
+            self.now = max(self.now, ready)
+            self._received += reply
+        if len(self._received) < count:
+            self.now = deadline
+        data = bytes(self._received[:count])
+        del self._received[:count]
+        return data
+
+
+def test_a_late_reply_is_never_taken_for_a_fresh_one(network):
+    """The reply to a command the host gave up on (a timeout) arrives before the next one's:
+    the host discards it by its tag and returns the right result."""
+    golden = FixedModel(network)
+    x1, x2 = np.full(4, 0.5), np.full(4, -0.25)
+    transport = DelayingTransport(network, delays=[0.0, 0.03])
+    device = Device(transport, network, timeout=0.02)
+    device.identify()
+    with pytest.raises(PchwError, match=r"no reply to INFER within 0.02 s.*Device\.resync\(\)"):
+        device.infer(x1)
+    assert np.array_equal(device.infer(x2), golden.infer(x2[None])[0])
+    assert device.stale_replies == 1
+    assert not np.array_equal(golden.infer(x1[None]), golden.infer(x2[None]))
+
+
+def test_a_left_over_reply_is_discarded(network):
+    """Replies nobody read (another host's, or one with a tag this host is not awaiting) wait
+    in the stream: the next exchange skips them."""
+    transport = GoldenTransport(network)
+    device = Device(transport, network)
+    golden = FixedModel(network)
+    x1, x2 = np.full(4, 0.75), np.full(4, -1.0)
+    f0 = network.value_format(0)
+    tags = [t for t in range(1, 256) if t != device._tag % 255 + 1][:3]    # not the next one
+    for tag in tags:
+        transport.write(protocol.infer_command(network, f0.quantise(x1), tag=tag))
+    transport.write(protocol.read_params_command(9, tag=tags[0]))          # an error reply
+    assert np.array_equal(device.infer(x2), golden.infer(x2[None])[0])
+    assert device.stale_replies == 4
+
+
+def test_overrun_of_the_awaited_command_is_an_error(network):
+    class Overrun(GoldenTransport):
+        """Loses the bytes of every command after its first 7 (a full receive buffer)."""
+        def write(self, data):
+            for reply in self.device.feed(bytes(data)[:7]) + self.device.overrun():
+                self._received += reply
+    device = Device(Overrun(network), network, timeout=0.01)
+    device.window = protocol.STREAM_WINDOW
+    with pytest.raises(PchwError, match="lost input bytes before the reply to LEARN .*resync"):
+        device.learn(np.zeros(4), np.zeros(3))
+    assert device.overruns == 1
+
+
+class WindowChecker(GoldenTransport):
+    """The golden device, checking that the host keeps to the stream window: at every write,
+    the bytes of the outstanding commands after the oldest, and the new ones, fit it."""
+
+    def __init__(self, network):
+        super().__init__(network)
+        self.outstanding = deque()      # [command bytes, reply bytes] of commands in flight
+        self.most_ahead = 0
+
+    def write(self, data):
+        ahead = sum(c for c, _ in list(self.outstanding)[1:])
+        if self.outstanding:
+            ahead += len(data)
+            assert ahead <= protocol.STREAM_WINDOW, "the host streamed past the window"
+        self.most_ahead = max(self.most_ahead, ahead)
+        replies = self.device.feed(bytes(data))
+        assert len(replies) == 1
+        self.outstanding.append([len(data), len(replies[0])])
+        self._received += replies[0]
+
+    def read(self, count, timeout):
+        data = super().read(count, timeout)
+        left = len(data)
+        while left:                     # replies are read in order
+            taken = min(left, self.outstanding[0][1])
+            self.outstanding[0][1] -= taken
+            left -= taken
+            if self.outstanding[0][1] == 0:
+                self.outstanding.popleft()
+        return data
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 40))
+def test_streaming_keeps_to_the_window_and_matches_the_golden_model(seed, samples):
+    network = pchw.Network([2, 3, 1], ["identity", "relu"], init_seed=3, lanes=[1, 1],
+                           pc=pchw.PCSettings(inference_steps=2, inference_rate=0.5,
+                                              learning_rate=2.0 ** -3))
+    transport = WindowChecker(network)
+    device, golden = Device(transport, network), FixedModel(network)
+    rng = np.random.default_rng(seed)
+    X, Y = rng.uniform(-1, 1, (samples, 2)), rng.uniform(-1, 1, (samples, 1))
+    assert np.array_equal(device.learn_many(X, Y), np.concatenate(
+        [golden.learn(x[None], y[None]).output for x, y in zip(X, Y)]))
+    assert np.array_equal(device.infer_many(X), golden.infer(X))
+    assert device.window == protocol.STREAM_WINDOW and device.stale_replies == 0
+    # 10-byte INFER, 12-byte LEARN frames: one may go ahead of the oldest, never two.
+    assert transport.most_ahead == (12 if samples > 1 else 0)
 
 
 def test_resync_after_a_host_left_mid_frame(network):
