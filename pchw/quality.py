@@ -69,7 +69,7 @@ class Curves:
 
 
 def learning_curves(network, data, epochs, seed=0, float_settings=None, fixed=True,
-                    backprop=True, progress=None):
+                    backprop=True, progress=None, warn=None):
     """Train from ``network``'s parameters with online (batch-1) learning, all runs in the same
     sample order; returns :class:`Curves`.
 
@@ -78,10 +78,14 @@ def learning_curves(network, data, epochs, seed=0, float_settings=None, fixed=Tr
     network's own mode and settings); and, if ``fixed``, fixed-point PC with the network's
     settings (bit for bit what the chip learns). Labels: ``"backprop float64"``,
     ``"PC <mode> float64"``, ``"PC <mode> fixed point"``. ``progress(label)`` is called before
-    each run.
+    each run. ``warn(message)``, if given, receives the PC runs' divergence-guard warnings
+    (:class:`pchw.train.DivergenceGuard`), each prefixed with its run's label.
     """
     curves = Curves(epochs)
     say = progress or (lambda label: None)
+
+    def guard(label):
+        return (lambda message: warn(f"{label}: {message}")) if warn else None
     if backprop:
         say("backprop float64")
         curves.histories["backprop float64"] = train_backprop(network, data, epochs,
@@ -90,10 +94,12 @@ def learning_curves(network, data, epochs, seed=0, float_settings=None, fixed=Tr
         label = f"PC {mode} float64"
         say(label)
         curves.histories[label] = train_pc(network.with_settings(**{"mode": mode, **changes}),
-                                           data, epochs, fixed=False, seed=seed)[1]
+                                           data, epochs, fixed=False, seed=seed,
+                                           warn=guard(label))[1]
     if fixed:
         label = f"PC {network.pc.mode} fixed point"
         say(label)
         curves.fixed_model, curves.histories[label] = train_pc(network, data, epochs,
-                                                               fixed=True, seed=seed)
+                                                               fixed=True, seed=seed,
+                                                               warn=guard(label))
     return curves

@@ -196,8 +196,13 @@ def _hardware_section(network, model, board_name):
 
 def _learning_section(network, data, epochs, figures, progress):
     start = network.with_params(*network.init_params(INIT_SEED))
+    warnings = []
+
+    def warn(message):
+        warnings.append(message)
+        progress(f"warning: {message}")
     curves = learning_curves(start, data, epochs, progress=lambda label: progress(
-        f"  training {label}, {epochs} epoch(s) of {len(data.x_train)} samples"))
+        f"  training {label}, {epochs} epoch(s) of {len(data.x_train)} samples"), warn=warn)
     fig, ax = figures.plt.subplots(figsize=(6.4, 3.6))
     x = np.arange(1, epochs + 1)
     for label, history in curves.histories.items():
@@ -211,13 +216,17 @@ def _learning_section(network, data, epochs, figures, progress):
     img = figures.save(fig, "learning_curves.png")
     rows = [[html.escape(label), f"{100 * h[-1]:.2f}%", f"{100 * max(h):.2f}%"]
             for label, h in curves.histories.items()]
-    body = "\n".join([
+    parts = [
         _p(f"{html.escape(data.describe())}. {epochs} epoch(s) of online (batch-1) learning "
            f"from a fresh initialisation (seed {INIT_SEED}), every run in the same "
            "sample order; test accuracy after each epoch. The fixed-point run is the bit-exact "
            "golden model: PC learning on the chip gives the same weights bit for bit "
            f"({_code('pchw sim MODEL --learn')} checks them)."),
-        img, _table(["training", "after the last epoch", "best epoch"], rows)])
+        img, _table(["training", "after the last epoch", "best epoch"], rows)]
+    if warnings:
+        parts.append(_p("<strong>Divergence guard</strong> (docs/pc-math.md): "
+                        + "; ".join(html.escape(w) for w in warnings)))
+    body = "\n".join(parts)
     return body, curves
 
 

@@ -139,3 +139,17 @@ def test_init_then_train_learns(tmp_path, name, hidden, mode, epochs, reached):
     _, history = train_pc(network, data, epochs, fixed=True, warn=warnings.append)
     assert history[-1] >= reached
     assert warnings == []
+
+
+def test_learning_curves_pass_the_guard_on():
+    """pchw report's learning curves (pchw.quality) warn with the run's label."""
+    from pchw.datasets import Dataset
+    from pchw.quality import learning_curves
+    x, y = np.full((32, 1), 0.2), np.zeros(32, dtype=int)     # output 0.4, target 1
+    data = Dataset("toy", x, y, x, y, 1)
+    warnings = []
+    learning_curves(_chain(0.5), data, 1, backprop=False, warn=warnings.append)
+    assert warnings and all(w.startswith("PC standard ") for w in warnings)
+    assert {w.split(":")[0] for w in warnings} == {"PC standard float64",
+                                                   "PC standard fixed point"}
+    assert all("pc.inference_rate (gamma) = 0.5 is past" in w for w in warnings)
