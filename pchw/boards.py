@@ -295,8 +295,10 @@ def _comfortable(network, target):
 
 
 def _lane_choices(n):
-    """The useful lane counts of a layer of ``n`` neurons: the least for each row-group count."""
-    return sorted({-(-n // rows) for rows in range(1, n + 1)})
+    """The useful lane counts of a layer of ``n`` neurons: the least for each row-group count
+    (within :func:`~pchw.network.lane_limit`)."""
+    from .network import lane_limit
+    return sorted({p for p in (-(-n // rows) for rows in range(1, n + 1)) if p <= lane_limit(n)})
 
 
 def auto_lanes(network, target):

@@ -4,10 +4,13 @@ The file format is documented in ``docs/network-format.md``. Everything a user c
 raises :class:`~pchw.errors.PchwError` with a one-line message naming the file and field.
 """
 
+import difflib
 import hashlib
 import json
 import math
 import tomllib
+import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +19,9 @@ import numpy as np
 from .errors import PchwError
 from .fixedpoint import Format
 
-__all__ = ["Activation", "PCSettings", "Formats", "Network", "load", "MODES", "ACTIVATIONS"]
+__all__ = ["Activation", "PCSettings", "Formats", "Network", "load", "MODES", "ACTIVATIONS",
+           "MAX_LAYER_SIZE", "MAX_WEIGHT_LAYERS", "MAX_SHIFT", "MAX_INFERENCE_STEPS",
+           "MAX_PARAMETERS", "MAX_LANES", "lane_limit"]
 
 MODES = ("standard", "fixed_prediction", "incremental")
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh")
@@ -24,10 +29,49 @@ ROUNDINGS = ("nearest", "stochastic")
 MAX_LAYER_SIZE = 65535      # row and column indices of the stochastic-rounding hash are 16 bits
 MAX_WEIGHT_LAYERS = 255     # the layer index of the hash is 8 bits
 MAX_SHIFT = 30              # rates are 2**-k with 0 <= k <= MAX_SHIFT
+#: T (``pc.inference_steps``) is at most this: the sequencer's step counter
+#: (:class:`pchw.gateware.core.PCCore`) is then at most 16 bits, and a learn command of the
+#: example models stays under a second at 12 MHz (the golden model takes seconds a sample).
+MAX_INFERENCE_STEPS = 65535
+#: Parameters (weights and biases, all layers) are at most this many, checked before anything
+#: is allocated: 128 MiB of float64 for the golden model, far above what the block RAM of any
+#: supported board holds (the largest, the ULX3S-85F, has 3.7 Mbit).
+MAX_PARAMETERS = 1 << 24
+#: MAC lanes of a layer are at most this many: the parameter walker's lane index is 8 bits.
+MAX_LANES = 256
+
+
+def lane_limit(n):
+    """The most MAC lanes a weight layer of ``n`` neurons can have: every lane owns at least one
+    row (lane ``p`` owns rows ``p, p + P, ...``), and at most :data:`MAX_LANES`."""
+    return min(n, MAX_LANES)
 
 
 def _fail(where, message):
     raise PchwError(f"{where}: {message}")
+
+
+def check_layers(layers, where):
+    """``layers`` as a tuple of ints, validated (sizes, depth, :data:`MAX_PARAMETERS`)."""
+    if not isinstance(layers, (list, tuple)) or len(layers) < 2:
+        _fail(where, f"needs at least two sizes [n_0, ..., n_L], got {layers!r}")
+    for i, n in enumerate(layers):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            _fail(where, f"size of layer {i} is {n!r}, not an integer")
+        if not 1 <= n <= MAX_LAYER_SIZE:
+            _fail(where, f"size of layer {i} is {n}; sizes must be in 1..{MAX_LAYER_SIZE}")
+    if len(layers) - 1 > MAX_WEIGHT_LAYERS:
+        _fail(where, f"{len(layers) - 1} weight layers; at most {MAX_WEIGHT_LAYERS}")
+    layers = tuple(int(n) for n in layers)
+    count = parameter_count(layers)
+    if count > MAX_PARAMETERS:
+        _fail(where, f"{count} parameters (weights and biases); at most {MAX_PARAMETERS}")
+    return layers
+
+
+def parameter_count(layers):
+    """Weights and biases of a network with layer sizes ``layers``."""
+    return sum(layers[l] * (layers[l - 1] + 1) for l in range(1, len(layers)))
 
 
 def power_of_two_shift(value, where):
@@ -110,8 +154,9 @@ class PCSettings:
         steps = self.inference_steps
         if isinstance(steps, bool) or not isinstance(steps, int):
             _fail(f"{where}.inference_steps", f"{steps!r} is not an integer")
-        if steps < 0:
-            _fail(f"{where}.inference_steps", f"{steps} must be >= 0")
+        if not 0 <= steps <= MAX_INFERENCE_STEPS:
+            _fail(f"{where}.inference_steps",
+                  f"{steps} must be in 0..{MAX_INFERENCE_STEPS} (the hardware's step counter)")
         power_of_two_shift(self.inference_rate, f"{where}.inference_rate")
         power_of_two_shift(self.learning_rate, f"{where}.learning_rate")
         if self.weight_rounding not in ROUNDINGS:
@@ -204,9 +249,9 @@ class Network:
 
     def __init__(self, layers, activations, weights=None, biases=None, *, pc=None,
                  formats=None, lanes=None, board_lanes=None, name=None, dataset=None,
-                 init_seed=0, source="network"):
+                 init_seed=0, source="network", params_source=None):
         self.source = source
-        self.layers = self._check_layers(layers)
+        self.layers = check_layers(layers, f"{source}: network.layers")
         L = len(self.layers) - 1
         if not isinstance(activations, (list, tuple)) or len(activations) != L:
             _fail(f"{source}: network.activations",
@@ -229,16 +274,20 @@ class Network:
             _fail(f"{source}: hardware.board_lanes", "must be a table of board = lanes")
         self.board_lanes = {}
         for board_name, value in board_lanes.items():
+            self._check_board_name(board_name)
             where = f"hardware.board_lanes.{board_name}"
             self.board_lanes[board_name] = value if isinstance(value, str) and \
                 value == "auto" else self._check_lanes(value, where, auto=True)
         self.name = name
         self.dataset = dataset
+        if weights is _READ_LATER:     # from_toml_dict reads them once the rest is valid
+            self.weights = self.biases = None
+            return
         if weights is None and biases is None:
             weights, biases = self.init_params(init_seed)
         elif weights is None or biases is None:
             _fail(source, "give both weights and biases, or neither (random initialisation)")
-        self.weights, self.biases = self._check_params(weights, biases, source)
+        self.weights, self.biases = self._check_params(weights, biases, params_source or source)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -249,20 +298,21 @@ class Network:
             also = ' or "auto"' if auto else ""
             _fail(f"{self.source}: {where}", f"needs {L} positive integers (one per weight "
                                              f"layer){also}, got {lanes!r}")
+        for l, p in enumerate(lanes, start=1):
+            n = self.layers[l]
+            if p > lane_limit(n):
+                _fail(f"{self.source}: {where}",
+                      f"{p} lanes for weight layer {l} of {n} neurons; at most {lane_limit(n)} "
+                      f"(every lane owns at least one neuron, and at most {MAX_LANES} lanes)")
         return tuple(lanes)
 
-    def _check_layers(self, layers):
-        where = f"{self.source}: network.layers"
-        if not isinstance(layers, (list, tuple)) or len(layers) < 2:
-            _fail(where, f"needs at least two sizes [n_0, ..., n_L], got {layers!r}")
-        for i, n in enumerate(layers):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-                _fail(where, f"size of layer {i} is {n!r}, not an integer")
-            if not 1 <= n <= MAX_LAYER_SIZE:
-                _fail(where, f"size of layer {i} is {n}; sizes must be in 1..{MAX_LAYER_SIZE}")
-        if len(layers) - 1 > MAX_WEIGHT_LAYERS:
-            _fail(where, f"{len(layers) - 1} weight layers; at most {MAX_WEIGHT_LAYERS}")
-        return tuple(int(n) for n in layers)
+    def _check_board_name(self, name):
+        from .boards import BOARDS
+        if name not in BOARDS:
+            close = difflib.get_close_matches(str(name), BOARDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            _fail(f"{self.source}: hardware.board_lanes",
+                  f"unknown board {name!r}; {hint}known: {', '.join(BOARDS)}")
 
     def _check_formats(self):
         where = f"{self.source}: format"
@@ -314,7 +364,7 @@ class Network:
 
     @property
     def parameter_count(self):
-        return sum(self.layers[l] * (self.layers[l - 1] + 1) for l in range(1, self.L + 1))
+        return parameter_count(self.layers)
 
     def memory_bits(self):
         """Bits of on-chip storage: parameters (W, b) and state vectors (x, mu, eps per layer)."""
@@ -485,8 +535,16 @@ def _reject_unknown(table, allowed, where):
                      f"{', '.join(sorted(allowed))}")
 
 
-def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_source=None):
-    """Build a :class:`Network` from a parsed ``network.toml``; see ``docs/network-format.md``."""
+_READ_LATER = object()
+
+
+def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_source=None,
+                   weights_path=None):
+    """Build a :class:`Network` from a parsed ``network.toml``; see ``docs/network-format.md``.
+
+    The parameters are ``weights`` and ``biases``, or read from the ``.npz`` file
+    ``weights_path`` once the description is valid (the sizes it gives are checked before any
+    array is read), or else drawn at random."""
     _reject_unknown(d, _TOP_KEYS, source)
     net = _table(d, "network", source, required=True)
     _reject_unknown(net, {"layers", "activations", "name", "dataset"}, f"{source}: [network]")
@@ -525,31 +583,92 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
     for key, value_ in (("name", name), ("dataset", dataset)):
         if value_ is not None and not isinstance(value_, str):
             _fail(f"{source}: network.{key}", "must be a string")
-    network = Network(net["layers"], net["activations"], None, None,
+    given = weights is not None or biases is not None or weights_path is not None
+    network = Network(net["layers"], net["activations"], _READ_LATER if given else None, None,
                       pc=pc, formats=Formats(value, weight, value_overrides, weight_overrides),
                       lanes=hardware.get("lanes"), board_lanes=hardware.get("board_lanes"),
                       name=name, dataset=dataset, source=source)
-    if weights is not None:
+    if weights_path is not None:
+        weights, biases = _read_weights(weights_path, network.layers)
+        params_source = str(weights_path)
+    if given:
         network.weights, network.biases = network._check_params(weights, biases,
                                                                 params_source or source)
     return network
 
 
-def _read_weights(path, L):
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as error:
-        _fail(path, f"cannot read as .npz: {error}")
+_NPZ_ADVICE = "write it with Network.save or numpy.savez(path, W1=..., ..., b1=..., ...)"
+
+
+def _npz_kind(head):
+    """What a file that is not a zip archive is, from its first bytes."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array"
+    if head[:1] == b"\x80":
+        return "pickled Python data (refused: unpickling can run code)"
+    if all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        return "a text file"
+    return "not a zip archive"
+
+
+def _read_weights(path, layers):
+    """The arrays ``W1..WL``, ``b1..bL`` of the ``.npz`` file ``path`` for a network of sizes
+    ``layers``. Each array's shape and type are checked from its header before its data is read,
+    and nothing is unpickled."""
+    L = len(layers) - 1
     expected = [f"W{l}" for l in range(1, L + 1)] + [f"b{l}" for l in range(1, L + 1)]
-    missing = [k for k in expected if k not in arrays]
-    if missing:
-        _fail(path, f"missing array(s) {', '.join(missing)} (expected {', '.join(expected)})")
-    extra = sorted(set(arrays) - set(expected))
-    if extra:
-        _fail(path, f"unexpected array(s) {', '.join(extra)} (expected {', '.join(expected)})")
-    return ([arrays[f"W{l}"] for l in range(1, L + 1)],
-            [arrays[f"b{l}"] for l in range(1, L + 1)])
+    shapes = {**{f"W{l}": (layers[l], layers[l - 1]) for l in range(1, L + 1)},
+              **{f"b{l}": (layers[l],) for l in range(1, L + 1)}}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as error:
+        _fail(path, f"cannot read: {error.strerror or error}")
+    if not head.startswith(b"PK"):
+        _fail(path, f"is {_npz_kind(head)}, not a .npz archive; {_NPZ_ADVICE}")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
+            others = [n for n in archive.namelist() if not n.endswith(".npy")]
+            missing = [k for k in expected if k not in members]
+            if missing:
+                _fail(path, f"missing array(s) {', '.join(missing)} "
+                            f"(expected {', '.join(expected)})")
+            extra = sorted(set(members) - set(expected)) + others
+            if extra:
+                _fail(path, f"unexpected array(s) {', '.join(extra)} "
+                            f"(expected {', '.join(expected)})")
+            for key in expected:
+                with archive.open(members[key]) as f:
+                    arrays[key] = _read_member(f, key, shapes[key], path)
+    except PchwError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+        _fail(path, f"is not a complete .npz archive (truncated or damaged: {error}); "
+                    f"{_NPZ_ADVICE}")
+    return [arrays[f"W{l}"] for l in range(1, L + 1)], [arrays[f"b{l}"] for l in range(1, L + 1)]
+
+
+def _read_member(f, key, shape, path):
+    """One array of an archive: its header checked (numbers, ``shape``), then its data."""
+    version = np.lib.format.read_magic(f)
+    if version in ((1, 0), (2, 0)):
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        found, fortran, dtype = read_header(f)
+        if dtype.kind not in "fiu":
+            _fail(f"{path}: {key}", f"has dtype {dtype}, expected numbers")
+        if found != shape:
+            _fail(f"{path}: {key}", f"has shape {found}, expected {shape}")
+        count = math.prod(shape)
+        data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+        if data.size != count:
+            raise EOFError(f"{key} ends early")
+        return data.reshape(shape, order="F" if fortran else "C")
+    return np.lib.format.read_array(f, allow_pickle=False)     # other versions: whole array
 
 
 def load(path):
@@ -573,7 +692,4 @@ def load(path):
         _fail(toml_path, f"not valid TOML: {error}")
     except UnicodeDecodeError:
         _fail(toml_path, "not a UTF-8 text file")
-    network = from_toml_dict(d, source=str(toml_path))
-    weights, biases = _read_weights(npz_path, network.L)
-    network.weights, network.biases = network._check_params(weights, biases, str(npz_path))
-    return network
+    return from_toml_dict(d, source=str(toml_path), weights_path=npz_path)

@@ -40,7 +40,8 @@ import numpy as np
 from . import __version__
 from .errors import PchwError
 from .fixedpoint import Format
-from .network import MODES, ROUNDINGS, Formats, Network, _reject_unknown, power_of_two_shift
+from .network import (MAX_INFERENCE_STEPS, MAX_LANES, MODES, ROUNDINGS, Formats, Network,
+                      _reject_unknown, lane_limit, power_of_two_shift)
 
 __all__ = ["TrainPoint", "Point", "TrainSettings", "Grid", "load_grid", "parse_grid", "variant",
            "fingerprint", "train_point", "evaluate_point", "run_sweep", "SweepResult",
@@ -127,11 +128,13 @@ def _fail(where, message):
     raise PchwError(f"{where}: {message}")
 
 
-def _integer(value, where, minimum):
+def _integer(value, where, minimum, maximum=None):
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(where, f"{value!r} is not an integer")
     if value < minimum:
         _fail(where, f"{value} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        _fail(where, f"{value} must be <= {maximum}")
     return value
 
 
@@ -176,9 +179,10 @@ def _parse_lanes(network):
                          f"counts (one per weight layer), e.g. {[2] * network.L}")
         for l, lanes in enumerate(value, start=1):
             _integer(lanes, f"{where}[{l - 1}]", 1)
-            if lanes > network.layers[l]:
+            if lanes > lane_limit(network.layers[l]):
                 _fail(f"{where}[{l - 1}]", f"{lanes} lanes for layer {l} of "
-                                           f"{network.layers[l]} rows; at most one lane a row")
+                                           f"{network.layers[l]} rows; at most one lane a row "
+                                           f"and {MAX_LANES} lanes")
         return tuple(value)
     return parse
 
@@ -262,7 +266,7 @@ def parse_grid(d, network, source="sweep.toml"):
         modes = _axis(table, "mode", where, pc.mode, _choice(MODES),
                       '["standard", "fixed_prediction"]')
         steps = _axis(table, "inference_steps", where, pc.inference_steps,
-                      lambda v, w: _integer(v, w, 0), "[1, 8]")
+                      lambda v, w: _integer(v, w, 0, MAX_INFERENCE_STEPS), "[1, 8]")
 
         def rate(v, w):
             power_of_two_shift(v, w)

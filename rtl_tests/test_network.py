@@ -30,7 +30,7 @@ CUSTOM = {
                       pc=PCSettings(mode="incremental", inference_steps=3, inference_rate=0.5,
                                     learning_rate=2.0 ** -3, weight_rounding="stochastic")),
     "deep-3-1-4-2": dict(layers=[3, 1, 4, 2], activations=["relu", "leaky_relu", "relu"],
-                         lanes=[1, 1, 3],
+                         lanes=[1, 3, 2],
                          pc=PCSettings(mode="standard", inference_steps=4, inference_rate=0.5,
                                        learning_rate=2.0 ** -2)),
     "narrow-4-6-3": dict(layers=[4, 6, 3], activations=["identity", "relu"], lanes=[2, 3],

@@ -1,5 +1,8 @@
 """The network description: round trip, and a clear one-line error for each bad input."""
 
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -46,7 +49,19 @@ def _edit_toml(path, old, new):
      r"pc.learning_rate: 0.1 .* nearest allowed: 0.0625 or 0.125"),
     ("learning_rate = 0.015625", "learning_rate = 0.0",
      r"pc.learning_rate: 0.0 must be positive"),
-    ("inference_steps = 5", "inference_steps = -1", r"pc.inference_steps: -1 must be >= 0"),
+    ("inference_steps = 5", "inference_steps = -1", r"pc.inference_steps: -1 must be in 0\.\."),
+    ("inference_steps = 5", "inference_steps = 1000000000",
+     r"pc.inference_steps: 1000000000 must be in 0\.\.65535 \(the hardware's step counter\)"),
+    ("inference_steps = 5", "inference_steps = 1e9", r"pc.inference_steps: 1000000000.0 is not an"),
+    ("lanes = [4, 2]", "lanes = [1000, 1000]",
+     r"hardware.lanes: 1000 lanes for weight layer 1 of 4 neurons; at most 4 "),
+    ("lanes = [4, 2]", "lanes = [4, 3]", r"3 lanes for weight layer 2 of 2 neurons; at most 2"),
+    ("lanes = [4, 2]", 'lanes = [4, 2]\n[hardware.board_lanes]\nicebraker = [1, 1]',
+     r"hardware.board_lanes: unknown board 'icebraker'; did you mean 'icebreaker'\? known: "),
+    ("lanes = [4, 2]", 'lanes = [4, 2]\n[hardware.board_lanes]\nicebreaker = [1, 5]',
+     r"hardware.board_lanes.icebreaker: 5 lanes for weight layer 2 of 2 neurons"),
+    ("layers = [3, 4, 2]", "layers = [65535, 65535, 2]",
+     r"network.layers: 4295032832 parameters \(weights and biases\); at most 16777216"),
     ('mode = "incremental"', 'mode = "magic"', r"pc.mode: unknown mode 'magic'"),
     ('"identity"', '"swish"', r"network.activations\[0\]: unknown activation 'swish'"),
     ("slope = 0.25", "slope = 0.3", r"activations\[1\].slope: 0.3 is not a power of two"),
@@ -98,11 +113,72 @@ def test_bad_weights(model, change, message):
     assert str(path / "weights.npz") in str(info.value)
 
 
-def test_garbage_weights_file(model):
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip file\n", r"is a text file, not a .npz archive; write it with Network.save"),
+    (b"", r"is an empty file, not a .npz archive"),
+    (b"\x80\x04\x95\x05\x00\x00\x00", r"is pickled Python data \(refused: unpickling can run "
+                                       r"code\), not a .npz archive"),
+])
+def test_garbage_weights_file(model, content, message):
+    """One line with the right advice: never 'load it unsafely' (pickles stay refused)."""
     path, _ = model
-    (path / "weights.npz").write_bytes(b"not a zip file")
-    with pytest.raises(PchwError, match="cannot read as .npz"):
+    (path / "weights.npz").write_bytes(content)
+    with pytest.raises(PchwError, match=message) as info:
         pchw.load(path)
+    assert "\n" not in str(info.value) and "allow_pickle" not in str(info.value)
+
+
+def test_npy_named_npz(model):
+    path, _ = model
+    with open(path / "weights.npz", "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(PchwError, match=r"is a single .npy array, not a .npz archive"):
+        pchw.load(path)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_truncated_weights_file(model, keep):
+    path, _ = model
+    data = (path / "weights.npz").read_bytes()
+    (path / "weights.npz").write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(PchwError, match=r"weights.npz: is not a complete .npz archive "
+                                        r"\(truncated or damaged") as info:
+        pchw.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_object_array_is_refused(model):
+    path, _ = model
+    with np.load(path / "weights.npz") as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    arrays["W1"] = np.array([[None] * 3] * 4, dtype=object)
+    np.savez(path / "weights.npz", **arrays)
+    with pytest.raises(PchwError, match=r"W1: has dtype object, expected numbers"):
+        pchw.load(path)
+
+
+def test_weights_are_read_before_any_initialisation(model):
+    """A large description with the small npz of another network: the shape error comes from the
+    array's header, without drawing random weights (which would need gigabytes)."""
+    path, _ = model
+    _edit_toml(path, "layers = [3, 4, 2]", "layers = [4000, 4000, 2]")
+    tracemalloc.start()
+    try:
+        with pytest.raises(PchwError, match=r"weights.npz: W1: has shape \(4, 3\), expected "
+                                            r"\(4000, 4000\)"):
+            pchw.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 20        # random weights of this size would be 128 MB
+
+
+def test_parameter_cap_is_checked_before_allocation():
+    start = time.perf_counter()
+    with pytest.raises(PchwError, match=r"network.layers: 400060002 parameters .* at most"):
+        Network([20000, 20000, 2], ["identity", "relu"])
+    assert time.perf_counter() - start < 0.5
+    assert Network([4096, 4095], ["identity"]).parameter_count <= pchw.network.MAX_PARAMETERS
 
 
 def test_python_api_validates_too():

@@ -125,6 +125,8 @@ BAD = [
      r"grid.mode\[1\]: unknown value 'hybrid'; known: standard, fixed_prediction, incremental"),
     ('[[grid]]\nboards = ["icebreaker"]\ninference_steps = [-1]\n',
      r"grid.inference_steps\[0\]: -1 must be >= 0"),
+    ('[[grid]]\nboards = ["icebreaker"]\ninference_steps = [1000000000]\n',
+     r"grid.inference_steps\[0\]: 1000000000 must be <= 65535"),
     ('[[grid]]\nboards = ["icebreaker"]\nlearning_rate = [0.1]\n',
      r"grid.learning_rate\[0\]: 0.1 is not a power of two"),
     ('[[grid]]\nboards = ["icebreaker"]\nlanes = [[1, 1, 1]]\n',

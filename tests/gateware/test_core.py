@@ -131,7 +131,7 @@ CASES = [
      "fixed_prediction", 3, "stochastic", None),
     ([3, 5, 2], ["identity", "relu"], [2, 2], "standard", 2, "nearest",
      Formats(Format(8, 4), Format(8, 6))),                              # narrow: saturates
-    ([3, 5, 2], ["identity", "hardtanh"], [1, 5], "incremental", 2, "nearest",
+    ([3, 5, 2], ["identity", "hardtanh"], [1, 2], "incremental", 2, "nearest",
      Formats(Format(12, 7), Format(10, 8), {0: Format(8, 7), 2: Format(14, 9)},
              {1: Format(16, 13)})),                                     # per-layer formats
     ([3, 4, 2], ["identity", "relu"], [3, 2], "standard", 2, "stochastic",
