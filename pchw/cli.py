@@ -2,7 +2,9 @@
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +68,6 @@ def _load_array(path, what, width):
 
 def _probe_folder(folder, path):
     """Fail unless a file can be created in the existing folder ``folder`` (for ``path``)."""
-    import tempfile
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -319,14 +320,26 @@ def cmd_sim(args):
     _progress(f"simulating {args.samples} {task} command(s) from {source} on "
               f"{args.simulator} (the first build of a design takes a while)")
     start = time.perf_counter()
+    # Quiet by default: the tools' output goes to a log file, kept (and named) on failure.
+    log = None if args.verbose else \
+        Path(tempfile.gettempdir()) / f"pchw-sim-{network.name or 'model'}-{os.getpid()}.log"
+    status = None if args.verbose else _Status("commands answered")
     try:
         summary = simnet.run(network, args.simulator, commands, waves=args.waves is not None,
-                             gaps=args.gaps, backpressure=args.backpressure)
+                             gaps=args.gaps, backpressure=args.backpressure, log_file=log,
+                             progress=status)
     except runner.SimulationFailed as failure:
+        if status:
+            status.close()
         summary = getattr(failure, "summary", None)
         if summary:
             _print_sim_summary(network, summary, time.perf_counter() - start)
-        raise PchwError(f"simulation failed: {str(failure).splitlines()[-1].strip()}")
+        where = f" (the tools' output: {log})" if log and log.exists() else ""
+        raise PchwError(f"simulation failed: {str(failure).splitlines()[-1].strip()}{where}")
+    if status:
+        status.close()
+    if log:
+        log.unlink(missing_ok=True)
     _print_sim_summary(network, summary, time.perf_counter() - start)
     if args.waves is not None:
         import shutil
@@ -337,6 +350,27 @@ def cmd_sim(args):
         target = Path(args.waves or found[0].name)
         _saving(target, shutil.copyfile, found[0], target)
         print(f"waveforms: {target}")
+
+
+class _Status:
+    """Progress of a long job on stderr, ``progress(done, total)``: one line rewritten in place
+    on a terminal; elsewhere (a log, a pipe) a line at every tenth of the job."""
+
+    def __init__(self, what):
+        self._what, self._tty, self._shown = what, sys.stderr.isatty(), -1
+
+    def __call__(self, done, total):
+        line = f"  {self._what}: {done}/{total} ({done / max(total, 1):.0%})"
+        if self._tty:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            self._shown = done
+        elif 10 * done // max(total, 1) > self._shown:
+            self._shown = 10 * done // max(total, 1)
+            _progress(line)
+
+    def close(self):
+        if self._tty and self._shown >= 0:
+            print(file=sys.stderr, flush=True)
 
 
 def _print_sim_summary(network, summary, seconds):
@@ -607,6 +641,9 @@ def _parser():
                    help="probability of an idle cycle between input bytes (default 0)")
     q.add_argument("--backpressure", type=float, default=0.0, metavar="P",
                    help="probability the output is not ready in a cycle (default 0)")
+    q.add_argument("-v", "--verbose", action="store_true",
+                   help="show the simulator's build and run output (default: a progress line; "
+                   "the output is kept in a log file named if the simulation fails)")
     q.add_argument("--waves", metavar="FILE", nargs="?", const="", default=None,
                    help="record waveforms into FILE (VCD from Verilator, FST from Icarus; "
                    "default: dump.vcd or <top>.fst in the current folder)")

@@ -280,17 +280,23 @@ def test_random_networks_lint_clean(seed, tmp_path):
     assert any(m.code == "ASCRANGE" for m in waived)       # the one-row banks were linted
 
 
-def test_pchw_sim_random_inputs(tmp_path, capsys):
-    """`pchw sim --random` runs a model that has no dataset (3 inputs match none), and says so."""
+def test_pchw_sim_random_inputs(tmp_path, capfd):
+    """`pchw sim --random` runs a model that has no dataset (3 inputs match none), and says so;
+    quietly: the tools' output appears only with -v."""
     from pchw.cli import main
     model = tmp_path / "m"
     assert main(["init", str(model), "--layers", "3,4,2", "--activations", "identity,relu"]) == 0
     with tools_or_skip():
         assert main(["sim", str(model), "--random", "--seed", "3", "--learn",
                      "--samples", "2"]) == 0
-    captured = capsys.readouterr()
+    captured = capfd.readouterr()
     assert "2 LEARN command(s) from random inputs and targets (seed 3)" in captured.err
     assert "commands 6, replies 6, mismatches with the golden model 0" in captured.out
+    assert "cocotb" not in captured.out + captured.err
+    with tools_or_skip():
+        assert main(["sim", str(model), "--random", "--samples", "1", "-v"]) == 0
+    captured = capfd.readouterr()
+    assert "cocotb" in captured.out + captured.err
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

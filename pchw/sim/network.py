@@ -54,9 +54,13 @@ def random_commands(network, samples, learn, seed=0):
 
 
 def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
-        build_dir=None, config=None):
+        build_dir=None, config=None, log_file=None, progress=None):
     """Simulate ``commands`` (frames) on ``network``'s Verilog; returns the testbench summary
     (with ``run_dir``, where the simulator ran and left its waveforms).
+
+    ``log_file`` takes the tools' output instead of the terminal (see
+    :func:`pchw.sim.runner.simulate`); ``progress(done, total)`` is called from another thread,
+    at most about twice a second, with the number of commands answered so far.
 
     Raises
     ------
@@ -74,15 +78,49 @@ def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False
         network.save(Path(tmp) / "model")       # exactly the network the Verilog was made from
         data = {"model": str(Path(tmp) / "model"), "commands": [c.hex() for c in commands],
                 "gaps": gaps, "backpressure": backpressure, "summary": str(summary_path)}
+        watcher = None
+        if progress is not None:
+            data["progress"] = str(Path(tmp) / "progress")
+            watcher = _Watcher(Path(data["progress"]), len(commands), progress)
         try:
             results = runner.simulate(text, name, TESTBENCH, simulator, build_dir,
-                                      test_data=data, waves=waves)
+                                      test_data=data, waves=waves, log_file=log_file)
         except runner.SimulationFailed as failure:
             failure.summary = _read(summary_path)
             raise
+        finally:
+            if watcher is not None:
+                watcher.stop()
         summary = _read(summary_path)
         summary["run_dir"] = str(results.results_xml.parent)
         return summary
+
+
+class _Watcher:
+    """Polls the testbench's progress file in a thread, calling ``progress(done, total)`` when
+    the number changes."""
+
+    def __init__(self, path, total, progress):
+        import threading
+        self._path, self._total, self._progress = path, total, progress
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        last = None
+        while not self._stopped.wait(0.5):
+            try:
+                done = int(self._path.read_text())
+            except (OSError, ValueError):
+                continue
+            if done != last:
+                self._progress(done, self._total)
+                last = done
+
+    def stop(self):
+        self._stopped.set()
+        self._thread.join()
 
 
 def _read(path):

@@ -5,7 +5,8 @@ each with the golden device model (:class:`pchw.protocol.DeviceModel`), byte for
 input gaps and no back-pressure it also holds each well-formed command's latency to
 :func:`pchw.latency.command_latency`. The data comes from :func:`pchw.sim.network.run`:
 ``model`` (folder), ``commands`` (hex strings), ``gaps``, ``backpressure``, ``summary`` (path of
-the JSON summary this writes).
+the JSON summary this writes) and optionally ``progress`` (path of a file this keeps holding
+the number of commands answered, at most twice a second).
 
 It fails fast instead of hanging: every command must be accepted and answered within
 :func:`reply_budget` cycles (the latency model plus the time the bytes take on the streams), and
@@ -14,6 +15,7 @@ missing reply and a surplus byte are both failures.
 """
 
 import json
+import os
 import random
 import time
 
@@ -87,6 +89,13 @@ class TB(ClockedTB):
         return header + rest, self.sink.transfer_cycles[first_index]
 
 
+def _report_progress(path, done):
+    """Write ``done`` into ``path`` atomically (a reader never sees a half-written number)."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+        f.write(str(done))
+    os.replace(f"{path}.tmp", path)
+
+
 class NoReply(AssertionError):
     """A command was not accepted or not answered within its budget of cycles."""
 
@@ -103,6 +112,7 @@ async def commands_match_device_model(dut):
     await tb.reset()
     started, start_cycle = time.perf_counter(), tb.cycle
     mismatches, latencies, count, expected_bytes = [], {}, 0, 0
+    reported = time.monotonic()
 
     async def within(awaitable, deadline, what):
         """``awaitable``, or :class:`NoReply` if it is not done by cycle ``deadline``."""
@@ -144,6 +154,9 @@ async def commands_match_device_model(dut):
                         mismatches.append({"command": i, "latency": reply_cycle - accepted,
                                            "expected_latency": want_latency})
             await within(tb.source.wait_idle(), deadline, f"command {i}: not accepted")
+            if data.get("progress") and time.monotonic() - reported > 0.5:
+                _report_progress(data["progress"], i + 1)
+                reported = time.monotonic()
         await ClockCycles(tb.clk, drain_cycles(network))
         surplus = len(tb.sink.received) - expected_bytes
         if surplus:
