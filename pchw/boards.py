@@ -226,7 +226,7 @@ def memories(network, target=None):
     per lane of each weight layer its weights and biases and a bank each of ``x``, ``mu`` and
     ``eps``; ``x_0``; the UART receive FIFO; and the command payload buffer, unless ``target``
     puts it in SPRAM."""
-    from .gateware.board import RX_FIFO_DEPTH
+    from .gateware.board import RX_FIFO_DEPTH, RxEntry
     from .latency import row_groups
     mems = [(network.layers[0], network.value_format(0).width)]
     for l in range(1, network.L + 1):
@@ -236,7 +236,7 @@ def memories(network, target=None):
         mems += lanes * [(rows * n_in, w), (rows, w), (rows, v), (rows, v), (rows, v)]
     if target is None or not target.payload_ram:
         mems.append((protocol.max_payload(network), 8))
-    mems.append((RX_FIFO_DEPTH, 8))
+    mems.append((RX_FIFO_DEPTH, RxEntry.as_shape().size))     # a byte and a loss mark
     return mems
 
 

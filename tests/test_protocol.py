@@ -332,3 +332,126 @@ def test_command_helpers_validate():
     with pytest.raises(PchwError, match="not a pchw device"):
         p.decode_identify(b"PCHW\x02" + bytes(9))
     assert p.decode_identify(b"PCHW\x01" + bytes(8)) == (1, None, None)   # another version
+
+
+# -- many frames: tags, order, and losses (properties of the golden device model) ---------------
+
+KINDS = ["identify", "infer", "learn", "read", "write", "bad_crc", "opcode", "length", "layer",
+         "too_long"]
+STATUS_OF = {"identify": p.Status.OK, "infer": p.Status.OK, "learn": p.Status.OK,
+             "read": p.Status.OK, "write": p.Status.OK, "bad_crc": p.Status.ERR_CHECKSUM,
+             "opcode": p.Status.ERR_OPCODE, "length": p.Status.ERR_LENGTH,
+             "layer": p.Status.ERR_ARGUMENT, "too_long": p.Status.ERR_LENGTH}
+
+
+def make_frame(net, kind, tag, rng):
+    """A self-delimiting frame of ``kind`` (each gets exactly one reply, of STATUS_OF[kind])."""
+    L, f0, fL = net.L, net.value_format(0), net.value_format(net.L)
+    x = random_values(rng, f0, net.layers[0]) // 4
+    if kind == "identify":
+        return p.identify_command(tag=tag)
+    if kind == "infer":
+        return p.infer_command(net, x, tag=tag)
+    if kind == "learn":
+        return p.learn_command(net, x, random_values(rng, fL, net.layers[L]) // 4, tag=tag)
+    if kind == "read":
+        return p.read_params_command(int(rng.integers(1, L + 1)), tag=tag)
+    if kind == "write":
+        l = int(rng.integers(1, L + 1))
+        fmt = net.weight_format(l)
+        W = random_values(rng, fmt, net.layers[l] * net.layers[l - 1]) // 2
+        return p.write_params_command(net, l, W.reshape(net.layers[l], -1),
+                                      random_values(rng, fmt, net.layers[l]) // 2, tag=tag)
+    if kind == "bad_crc":                   # any bit of the opcode, payload or crc
+        frame = bytearray(p.infer_command(net, x, tag=tag))
+        at = [1] + list(range(p.HEADER_SIZE, len(frame)))
+        frame[at[int(rng.integers(len(at)))]] ^= 1 << int(rng.integers(8))
+        return bytes(frame)
+    if kind == "opcode":
+        return p.command_frame(int(rng.choice([0, 6, 0x42, 0xA5, 0xFF])), b"\x01", tag)
+    if kind == "length":
+        return p.command_frame(p.Opcode.INFER, bytes(int(rng.integers(0, 3))), tag)
+    if kind == "layer":
+        return p.read_params_command(int(rng.choice([0, L + 1, 0xFF])), tag=tag)
+    length = int(rng.integers(p.max_payload(net) + 1, 0x10000))      # too long: header only
+    return bytes([p.SYNC_COMMAND, p.Opcode.INFER, tag]) + length.to_bytes(2, "little")
+
+
+def garbage(rng):
+    """A few bytes without a sync byte: no reply, no effect."""
+    return bytes(int(b) for b in rng.choice([b for b in range(256) if b != p.SYNC_COMMAND],
+                                            int(rng.integers(0, 4))))
+
+
+def check_every_loss_reported(frames, replies):
+    """Each frame's tag (all distinct) comes back in order, or the frame lies between two
+    answered ones (or the ends) with an ERR_OVERRUN among the replies between theirs. Returns
+    ``(answered, lost)``."""
+    tags = [p.frame_tag(f[f.index(p.SYNC_COMMAND):]) for f in frames]
+    assert len(set(tags)) == len(tags)
+    position = {tag: i for i, tag in enumerate(tags)}
+    answered, lost, next_frame, overrun_since = 0, 0, 0, False
+    for reply in replies:
+        status, tag = p.parse_reply(reply)[0], p.frame_tag(reply)
+        if status is p.Status.ERR_OVERRUN:
+            overrun_since = True
+        elif tag in position and position[tag] >= next_frame:
+            skipped = position[tag] - next_frame
+            assert skipped == 0 or overrun_since, f"frames {next_frame}.. lost without a report"
+            lost, answered = lost + skipped, answered + 1
+            next_frame, overrun_since = position[tag] + 1, False
+    skipped = len(frames) - next_frame
+    assert skipped == 0 or overrun_since, "frames at the end lost without a report"
+    return answered, lost + skipped
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(50, 400), st.sampled_from(NETWORKS))
+def test_many_frames_each_answered_in_order_with_its_tag(seed, count, make):
+    """Streams of good and bad frames with garbage between them, fed in random pieces: one
+    reply per frame, in order, with the frame's tag and the status its kind calls for; the OK
+    replies are those of a device that saw only the good frames."""
+    net = make()
+    rng = np.random.default_rng(seed)
+    kinds = [KINDS[i] for i in rng.integers(len(KINDS), size=count)]
+    tags = rng.integers(256, size=count)
+    frames = [garbage(rng) + make_frame(net, k, int(t), rng) for k, t in zip(kinds, tags)]
+    stream = b"".join(frames)
+    device, replies, at = p.DeviceModel(net), [], 0
+    for cut in sorted(rng.integers(len(stream), size=count // 3)) + [len(stream)]:
+        replies += device.feed(stream[at:cut])
+        at = cut
+    assert len(replies) == count
+    clean = p.DeviceModel(net)
+    for kind, tag, frame, reply in zip(kinds, tags, frames, replies):
+        status, payload, _ = p.parse_reply(reply)
+        assert (status, p.frame_tag(reply)) == (STATUS_OF[kind], tag), kind
+        if status is p.Status.OK:
+            assert clean.feed(frame) == [reply], kind
+    assert device.parser.hunting
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1), st.integers(20, 250))
+def test_every_loss_is_reported(seed, count):
+    """Runs of bytes cut out of a stream of frames (anywhere: in a frame, across several, before
+    a sync byte), each marked where it was (``overrun``): one ERR_OVERRUN per mark, and every
+    frame without its own reply is covered by one."""
+    net = small()
+    rng = np.random.default_rng(seed)
+    kinds = [KINDS[i] for i in rng.integers(len(KINDS), size=count)]
+    frames = [make_frame(net, k, t, rng) for k, t in zip(kinds, range(1, count + 1))]
+    stream = b"".join(frames)
+    cuts = sorted(set(rng.integers(len(stream), size=int(rng.integers(1, 1 + count // 10)))))
+    device, replies, at, marks = p.DeviceModel(net), [], 0, 0
+    for cut in cuts:
+        if cut < at:
+            continue
+        replies += device.feed(stream[at:cut]) + device.overrun()
+        marks += 1
+        at = cut + int(rng.integers(1, 40))                         # the bytes lost
+    replies += device.feed(stream[at:])
+    overruns = [r for r in replies if p.parse_reply(r)[0] is p.Status.ERR_OVERRUN]
+    assert len(overruns) == marks
+    answered, lost = check_every_loss_reported(frames, replies)
+    assert answered + lost == count and lost >= 1
