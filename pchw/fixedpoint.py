@@ -82,9 +82,10 @@ class Format:
             raise PchwError("cannot quantise NaN or infinity")
         # Scaling by a power of two and taking the fraction part are exact, so this is
         # round-half-up of the exact product (floor(y + 0.5) would round y + 0.5 first).
-        y = np.ldexp(x, self.frac)
-        raw = np.floor(y)
-        raw = raw + (y - raw >= 0.5)
+        with np.errstate(over="ignore", invalid="ignore"):    # y = +-inf saturates below
+            y = np.ldexp(x, self.frac)
+            raw = np.floor(y)
+            raw = raw + (y - raw >= 0.5)
         raw = np.clip(raw, self.min - 1, self.max + 1).astype(np.int64)
         return saturate(raw, self, count)
 

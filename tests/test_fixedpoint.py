@@ -68,6 +68,7 @@ def test_quantise_rounds_the_exact_value():
     x = 0.5 - 2.0 ** -54
     assert Format(8, 0).quantise([x, -x, 2.5, -2.5]).tolist() == [0, 0, 3, -2]
     assert Format(8, 3).quantise([x / 8]).tolist() == [0]
+    assert Format(32, 31).quantise([1.7e308, -1.7e308]).tolist() == [2 ** 31 - 1, -2 ** 31]
 
 
 def test_round_half_up_ties():
