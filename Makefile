@@ -14,7 +14,7 @@ help:
 	@echo "make demo    - set up, then run the main job on the default model ($(MODEL))"
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
-	@echo "make bench   - the benchmark suite into bench/results/ (FULL=1: also on-chip learning,"
+	@echo "make bench   - the benchmark suite into bench/results/ (FULL=1: also on-chip learning, faults,"
 	@echo "               the standard-mode width sweep, the pchw init defaults table and a"
 	@echo "               bitstream; long)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
@@ -90,6 +90,7 @@ bench: $(BIN)/.installed system-deps
 	$(if $(FULL),$(PY) bench/pc_defaults.py --jobs 2)
 	$(PY) bench/tool_speed.py $(if $(FULL),--full)
 	$(if $(FULL),$(PY) bench/on_chip_learning.py)
+	$(if $(FULL),$(PY) bench/faults.py)
 
 models: $(BIN)/.installed
 	$(PY) bench/train_models.py
