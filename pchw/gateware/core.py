@@ -1,13 +1,16 @@
 """The network core: one :class:`~pchw.gateware.layer.PCLayer` per layer, chained by their
 neighbour links, and the sequencer that runs the PC schedule on them.
 
-Cycle counts are those of :mod:`pchw.latency` (the tests hold the circuit to them).
+The sequencer's FSM is generated from :func:`pchw.schedule.schedule`: two states per step (the
+start cycle, the wait), a round counter for a repeated segment. Cycle counts are those of
+:mod:`pchw.latency`, sums over the same schedule (the tests hold the circuit to them).
 """
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..schedule import Op, schedule
 from .layer import PCLayer, Phase
 
 __all__ = ["CoreOp", "PCCore"]
@@ -58,7 +61,6 @@ class PCCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         net, L = self._net, self._net.L
-        mode, T = net.pc.mode, net.pc.inference_steps
         units = self.layers
         for l, unit in enumerate(units):
             m.submodules[f"layer{l}"] = unit
@@ -81,88 +83,56 @@ class PCCore(wiring.Component):
             with m.If(p_layer_q == l):
                 m.d.comb += self.p_rdata.eq(unit.p_rdata)
 
-        # Sequencer. Every phase is a start cycle and then a wait until no unit is busy.
+        # Sequencer: the steps of pchw.schedule, generated from it. Every step is a start
+        # cycle and then a wait until no unit is busy; a repeated segment (the relaxation loop)
+        # counts its rounds.
         any_busy = Signal()
         m.d.comb += any_busy.eq(sum(u.busy for u in units[1:]) != 0)
-        ff_layer = Signal(range(L + 2))
-        t = Signal(range(max(T, 1) + 1))
+        plan = schedule(net)
+        segments = {CoreOp.INFER: plan.infer_segments, CoreOp.LEARN: plan.learn_segments}
+        rounds = Signal(range(max(seg.repeat for segs in segments.values() for seg in segs)))
 
-        def start(phase, only=None):
-            for l, unit in enumerate(units[1:], start=1):
-                cond = 1 if only is None else (only == l)
-                m.d.comb += [unit.phase.eq(phase), unit.start.eq(cond)]
+        def state(op, i, k):
+            return f"{op.name}_{i}_{k}_{segments[op][i].steps[k].op.name}"
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [ff_layer.eq(1), t.eq(0)]
+                    m.d.sync += rounds.eq(0)
                     with m.If(self.op == CoreOp.INFER):
-                        m.next = "FEEDFORWARD"
+                        m.next = state(CoreOp.INFER, 0, 0)
                     with m.Else():
-                        m.next = "HELD_ERRORS"
-            with m.State("FEEDFORWARD"):
-                start(Phase.FEEDFORWARD, only=ff_layer)
-                m.next = "FEEDFORWARD_WAIT"
-            with m.State("FEEDFORWARD_WAIT"):
-                with m.If(~any_busy):
-                    m.d.sync += ff_layer.eq(ff_layer + 1)
-                    m.next = "FEEDFORWARD"
-                    with m.If(ff_layer == L):
-                        m.next = "IDLE"
-            with m.State("HELD_ERRORS"):
-                start(Phase.ERRORS)
-                m.next = "HELD_ERRORS_WAIT"
-            with m.State("HELD_ERRORS_WAIT"):
-                with m.If(~any_busy):
-                    m.d.comb += self.errors_ready.eq(1)
-                    self._after_errors(m, t, T, mode, first=True)
-            with m.State("RELAX"):
-                start(Phase.RELAX)
-                m.next = "RELAX_WAIT"
-            with m.State("RELAX_WAIT"):
-                with m.If(~any_busy):
-                    m.d.sync += t.eq(t + 1)
-                    # New predictions (row passes), except with the feedforward mu held.
-                    after = "ERRORS" if mode == "fixed_prediction" else "PREDICT"
-                    if mode == "incremental":
-                        m.d.sync += self.updates.eq(self.updates + 1)
-                        m.next = after
-                        with m.If(t == T - 1):
-                            m.next = "IDLE"
-                    else:
-                        m.next = after
-            with m.State("PREDICT"):
-                start(Phase.PREDICT)
-                m.next = "PREDICT_WAIT"
-            with m.State("PREDICT_WAIT"):
-                with m.If(~any_busy):
-                    m.next = "ERRORS"
-            with m.State("ERRORS"):
-                start(Phase.ERRORS)
-                m.next = "ERRORS_WAIT"
-            with m.State("ERRORS_WAIT"):
-                with m.If(~any_busy):
-                    m.d.comb += self.errors_ready.eq(1)
-                    self._after_errors(m, t, T, mode, first=False)
-            with m.State("UPDATE"):
-                start(Phase.UPDATE)
-                m.next = "UPDATE_WAIT"
-            with m.State("UPDATE_WAIT"):
-                with m.If(~any_busy):
-                    m.d.sync += self.updates.eq(self.updates + 1)
-                    m.next = "IDLE"
+                        m.next = state(CoreOp.LEARN, 0, 0)
+            for op, segs in segments.items():
+                for i, seg in enumerate(segs):
+                    after = state(op, i + 1, 0) if i + 1 < len(segs) else "IDLE"
+                    for k, step in enumerate(seg.steps):
+                        name = state(op, i, k)
+                        with m.State(name):
+                            # The feedforward starts its one layer; other steps start every
+                            # unit (a unit with no work in the step, like layer 1 in a
+                            # relaxation without updates, stays idle).
+                            for l, unit in enumerate(units[1:], start=1):
+                                m.d.comb += [unit.phase.eq(Phase[step.op.name]),
+                                             unit.start.eq(step.op is not Op.FEEDFORWARD
+                                                           or l in step.layers)]
+                            m.next = f"{name}_WAIT"
+                        with m.State(f"{name}_WAIT"):
+                            with m.If(~any_busy):
+                                if step.errors_ready:
+                                    m.d.comb += self.errors_ready.eq(1)
+                                if step.counts_update:
+                                    m.d.sync += self.updates.eq(self.updates + 1)
+                                if k + 1 < len(seg.steps):
+                                    m.next = state(op, i, k + 1)
+                                elif seg.repeat == 1:
+                                    m.next = after
+                                else:
+                                    with m.If(rounds == seg.repeat - 1):
+                                        m.d.sync += rounds.eq(0)
+                                        m.next = after
+                                    with m.Else():
+                                        m.d.sync += rounds.eq(rounds + 1)
+                                        m.next = state(op, i, 0)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
-
-    @staticmethod
-    def _after_errors(m, t, T, mode, first):
-        """After a set of errors: relax while steps remain, else update (incremental: stop)."""
-        if T == 0:
-            m.next = "IDLE" if mode == "incremental" else "UPDATE"
-        elif first:
-            m.next = "RELAX"
-        else:
-            with m.If(t == T):
-                m.next = "UPDATE"
-            with m.Else():
-                m.next = "RELAX"

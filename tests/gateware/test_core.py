@@ -127,6 +127,7 @@ CASES = [
      None),
     ([4, 6], ["hardtanh"], [4], "standard", 0, "nearest", None),
     ([4, 6], ["identity"], [5], "incremental", 1, "stochastic", None),
+    ([4, 6], ["relu"], [3], "incremental", 0, "nearest", None),      # only the errors
     ([2, 3, 3, 3, 2], ["identity", "relu", "hardtanh", "leaky_relu"], [1, 2, 3, 1],
      "fixed_prediction", 3, "stochastic", None),
     ([3, 5, 2], ["identity", "relu"], [2, 2], "standard", 2, "nearest",
