@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .latency import PHASE_OVERHEAD, busy_cycles, row_groups
 
-__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule"]
+__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule", "relax_work"]
 
 
 class Op(enum.Enum):
@@ -155,6 +155,13 @@ class Schedule:
             (sum(s.macs for s in self.learn_segments) if learn else 0)
 
 
+def relax_work(network, l):
+    """``(message, update)`` of unit ``l`` in a ``RELAX`` step: it sends ``W_l^T eps_l`` down if
+    there is a hidden unit below (``l >= 2``), and updates its weights in incremental mode; a
+    unit with neither (layer 1 outside incremental mode) has no work in the step."""
+    return l >= 2, network.pc.mode == "incremental"
+
+
 def _work(network, l, kind, message=False, update=False):
     n_out, n_in = network.layers[l], network.layers[l - 1]
     sweep = kind is Pass.SWEEP
@@ -181,9 +188,8 @@ def schedule(network, lanes=None):
 
     errors = every(Op.ERRORS, Pass.SWEEP)
     predict = every(Op.PREDICT, Pass.ROW)
-    relax = Step(Op.RELAX, tuple(_work(network, l, Pass.COLUMN, message=l >= 2,
-                                       update=incremental)
-                                 for l in layers if l >= 2 or incremental),
+    relax = Step(Op.RELAX, tuple(_work(network, l, Pass.COLUMN, *relax_work(network, l))
+                                 for l in layers if any(relax_work(network, l))),
                  counts_update=incremental)
     infer = tuple(Segment((Step(Op.FEEDFORWARD, (_work(network, l, Pass.ROW),)),))
                   for l in layers)

@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixedpoint import LayerShifts
 from ..latency import MESSAGE_STAGES, MULTIPLIER_STAGES, PASS_STAGES, row_groups
+from ..schedule import relax_work
 from .fixed import (ActivationUnit, gate_apply, gate_condition, requantise, round_offset,
                     saturate)
 from .mac import MacLanes, registered_product
@@ -330,7 +331,7 @@ class PCLayer(wiring.Component):
                     m.d.sync += [active.eq(1), column.eq(1), sweep.eq(0)]
                 with m.Case(Phase.RELAX):
                     # Layer 1 sends no message; it only works in incremental mode (update).
-                    m.d.sync += [active.eq(l >= 2 or mode == "incremental"), column.eq(1),
+                    m.d.sync += [active.eq(any(relax_work(self._net, l))), column.eq(1),
                                  sweep.eq(0)]
         last_r, last_j = r == R - 1, j == n_in - 1
         with m.If(active):
@@ -382,8 +383,9 @@ class PCLayer(wiring.Component):
         sX, sX_r, sX_j = s_valid[X], s_r[X], s_j[X]
         sS, sS_r, sS_j, sS_addr = s_valid[S], s_r[S], s_j[S], s_addr[S]
         incremental = mode == "incremental"
-        updates = column & ((run == Phase.UPDATE) | ((run == Phase.RELAX) & incremental))
-        sends = column & (run == Phase.RELAX) if l >= 2 else Const(0)
+        relax_message, relax_update = relax_work(self._net, l)
+        updates = column & ((run == Phase.UPDATE) | ((run == Phase.RELAX) & relax_update))
+        sends = column & (run == Phase.RELAX) if relax_message else Const(0)
         row_pass = ~column & ~sweep
 
         # The fetch from below: on time, except in a relaxation without updates, which needs no
