@@ -10,6 +10,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..network import MAX_INFERENCE_STEPS
 from ..schedule import Op, schedule
 from .layer import PCLayer, Phase
 
@@ -34,11 +35,22 @@ class PCCore(wiring.Component):
     y_addr : In, y_data : Out         the prediction ``y`` (combinational read).
     p_layer, p_lane, p_group, p_col, p_we, p_wdata : In; p_rdata : Out
                                       parameter access of layer ``p_layer`` (see PCLayer).
+
+    Raises
+    ------
+    ValueError
+        If ``T`` is above :data:`~pchw.network.MAX_INFERENCE_STEPS`: the round counter of the
+        relaxation loop is then at most 16 bits (a :class:`~pchw.network.Network` never holds
+        a larger ``T``).
     """
 
     def __init__(self, network):
         self._net = network
         L = network.L
+        if not 0 <= network.pc.inference_steps <= MAX_INFERENCE_STEPS:
+            self._MustUse__silence = True       # refused, so never elaborated: no warning
+            raise ValueError(f"T = {network.pc.inference_steps} is outside the step counter's "
+                             f"0..{MAX_INFERENCE_STEPS}")
         self.layers = [PCLayer(network, l) for l in range(L + 1)]
         top, out = self.layers[1:], self.layers[L]
         vf0 = network.value_format(0)

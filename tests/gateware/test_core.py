@@ -164,3 +164,16 @@ def test_narrow_case_really_saturates():
 def test_committed_digits_model():
     network = pchw.load("models/digits")
     check_core(network, samples_for(network, 1, seed=0))
+
+
+def test_core_refuses_more_steps_than_its_counter_holds():
+    """The bound a description is validated against (network.MAX_INFERENCE_STEPS) is the one the
+    core checks; a Network never holds more, so this bypasses its validation."""
+    from dataclasses import replace
+    from pchw.network import MAX_INFERENCE_STEPS
+    net = Network([2, 2], ["identity"])
+    with pytest.raises(pchw.PchwError, match="inference_steps"):
+        net.with_settings(inference_steps=MAX_INFERENCE_STEPS + 1)
+    net.pc = replace(net.pc, inference_steps=MAX_INFERENCE_STEPS + 1)
+    with pytest.raises(ValueError, match="step counter"):
+        PCCore(net)
