@@ -161,9 +161,9 @@ def test_gaps_and_backpressure():
 
 
 @pytest.mark.parametrize("layers, activations, lanes, formats", [
-    ([3, 1, 4, 2], ["identity", "leaky_relu", "hardtanh"], [1, 1, 3], None),
+    ([3, 1, 4, 2], ["identity", "leaky_relu", "hardtanh"], [1, 1, 2], None),
     ([4, 6], ["hardtanh"], [4], Formats(Format(8, 4), Format(8, 6))),
-    ([3, 5, 2], ["identity", "relu"], [2, 5],
+    ([3, 5, 2], ["identity", "relu"], [2, 2],         # lanes = neurons: one row each
      Formats(Format(12, 7), Format(10, 8), {0: Format(8, 7), 2: Format(20, 9)},
              {1: Format(24, 13)})),
 ])
