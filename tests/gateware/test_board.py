@@ -565,3 +565,28 @@ def retag(frame, tag):
     crc = protocol.crc8(body) ^ (0 if good else 0x5A)
     return frame[:1] + bytes(body) + bytes([crc]) if len(frame) > protocol.HEADER_SIZE else \
         frame[:protocol.TAG_OFFSET] + bytes([tag]) + frame[protocol.TAG_OFFSET + 1:]
+
+
+def test_host_after_an_overrun():
+    """A client that blasted frames past the window, then a Device on the same line: its command
+    is answered right, or the Device reports the overrun (never a wrong or stale answer); after
+    Device.resync() it works as before."""
+    from pchw.golden import FixedModel
+    from pchw.host import Device, SimulationTransport
+    net = tiny_network()
+    top = BoardTop(net, clock_hz=CLOCK_HZ, baud=BAUD)
+    transport = SimulationTransport(top, CLOCK_HZ, top.divisor)
+    device, golden = Device(transport, net, timeout=0.02), FixedModel(net)
+    device.identify()
+    x = np.array([0.5, -0.25, 1.0])
+    tags = [t for t in range(1, 256) if t != device._tag % 255 + 1][:40]   # not the next one
+    for tag in tags:                    # replies longer than the commands: the FIFO overruns
+        transport.write(protocol.read_params_command(1, tag=tag))
+    try:
+        assert np.array_equal(device.infer(x), golden.infer(x[None])[0])
+    except pchw.PchwError as error:
+        assert "lost input bytes before the reply to INFER" in str(error)
+    assert device.overruns >= 1 and device.stale_replies >= 1
+    device.resync()
+    device.identify()
+    assert np.array_equal(device.infer(x), golden.infer(x[None])[0])
