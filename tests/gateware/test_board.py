@@ -243,7 +243,8 @@ def test_recovers_from_line_noise_and_bad_frames():
     good("learn", learn)
     chunks.append(Chunk("unknown opcode").bytes(protocol.command_frame(0x7E, b"\x01\x02")))
     chunks.append(Chunk("read_params, bad layer").bytes(protocol.read_params_command(9)))
-    chunks.append(Chunk("too long").bytes(bytes([protocol.SYNC_COMMAND, 2, 0x21, 0xFF, 0x7F, 1, 2])))
+    chunks.append(Chunk("too long").bytes(bytes([protocol.SYNC_COMMAND, 2, 0x21, 0xFF, 0x7F, 1,
+                                                 2])))
     good("infer after errors", infer)
     # A framing error inside a command: the frame is one byte short and eats the next
     # command's sync byte as its crc; the rest of that command is hunted through.
