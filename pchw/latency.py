@@ -23,7 +23,8 @@ from dataclasses import dataclass
 # pchw.schedule, which imports this module.
 
 __all__ = ["row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
-           "core_learn_cycles", "macs_per_sample", "command_latency", "HostLink", "throughput"]
+           "core_learn_cycles", "macs_per_sample", "mac_utilisation", "command_latency",
+           "HostLink", "throughput"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its product
@@ -73,12 +74,25 @@ def core_learn_cycles(network):
     return schedule(network).cycles(learn=True)
 
 
-def macs_per_sample(network, learn):
-    """Multiply-accumulates of one sample: the feedforward, and for learning the relaxation
-    passes, the error passes and the weight update, as the schedule performs them (one per
-    weight a pass visits; the sum over :func:`pchw.schedule.schedule`)."""
+def macs_per_sample(network, learn, necessary=False):
+    """Multiply-accumulates of one sample: the feedforward, and for learning the relaxation,
+    prediction and weight-update passes, as the schedule performs them (the sum over
+    :func:`pchw.schedule.schedule`), or with ``necessary`` only those whose result is not
+    known without them (:meth:`pchw.schedule.Schedule.necessary`: e.g. not standard mode's
+    re-prediction of layer 1 in every relaxation step)."""
     from .schedule import schedule
-    return schedule(network).macs(learn)
+    s = schedule(network)
+    return s.necessary_macs(learn) if necessary else s.macs(learn)
+
+
+def mac_utilisation(network, multipliers, learn):
+    """Necessary multiply-accumulates of a sample over what ``multipliers`` multipliers do in
+    its core cycles (:func:`macs_per_sample` with ``necessary``; a LEARN's cycles include its
+    feedforward). With the multipliers instantiated it is how busy they are with necessary work;
+    with the device's, the ratio to the device's limit (samples/s over device multipliers x
+    clock / necessary MACs per sample): both independent of the clock."""
+    cycles = core_infer_cycles(network) + (core_learn_cycles(network) if learn else 0)
+    return macs_per_sample(network, learn, necessary=True) / (multipliers * cycles)
 
 
 # Network top (``pchw.gateware.top.NetworkTop``): cycles from the cycle in which the last byte

@@ -23,6 +23,9 @@ LEARN (core op ``LEARN``, after the INFER and the target load; ``T`` relaxation 
   (``mu`` and ``phi`` stay the feedforward's).
 - ``incremental``: ``ERRORS``, then ``RELAX`` (which also updates the weights), and ``T - 1``
   times ``PREDICT``, ``ERRORS``, ``RELAX``; no ``UPDATE`` (``T = 0``: ``ERRORS`` only).
+
+Not every multiply-accumulate the schedule performs is needed: :meth:`Schedule.necessary` says
+which are (the one statement of it; the benchmarks' MAC ratios count only those).
 """
 
 import enum
@@ -30,7 +33,8 @@ from dataclasses import dataclass
 
 from .latency import PHASE_OVERHEAD, busy_cycles, row_groups
 
-__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule", "relax_work"]
+__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule", "relax_work",
+           "Necessity"]
 
 
 class Op(enum.Enum):
@@ -58,8 +62,11 @@ class Work:
     ``rows``: its row groups ``R_l`` (rows per lane); ``columns``: the columns ``n_{l-1}`` a
     pass visits for each (0 for a sweep); ``message``: it sends ``W_l^T eps_l`` to the unit
     below; ``update``: it updates ``W_l`` and ``b_l``; ``cycles``: its busy cycles
-    (:func:`pchw.latency.busy_cycles`); ``macs``: multiply-accumulates, one per weight the
-    pass visits (``R_l`` rows of lanes are counted as the ``n_l`` real rows)."""
+    (:func:`pchw.latency.busy_cycles`); ``weights``: the ``n_l x n_{l-1}`` weights of ``W_l``
+    (``R_l`` rows of lanes are counted as the ``n_l`` real rows); ``macs``: the products the
+    pass performs, one per weight for a row pass, and for a column pass one per weight for the
+    message and one for the update (a relaxation of layer ``l >= 2`` in incremental mode does
+    both, on the lane's two multipliers)."""
     layer: int
     kind: Pass
     rows: int
@@ -68,6 +75,7 @@ class Work:
     update: bool
     cycles: int
     macs: int
+    weights: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class Schedule:
     LEARN the steps before the relaxation loop, the loop's body repeated, the steps after."""
     infer_segments: tuple
     learn_segments: tuple
+    L: int = 0
 
     def steps(self, learn):
         """The steps of an INFER, or of a LEARN (``learn`` true), in order (an iterator)."""
@@ -150,9 +159,146 @@ class Schedule:
         return sum(s.cycles for s in (self.learn_segments if learn else self.infer_segments))
 
     def macs(self, learn):
-        """Multiply-accumulates of one sample: the feedforward, and for learning its steps."""
+        """Multiply-accumulates performed for one sample: the feedforward, and for learning its
+        steps."""
         return sum(s.macs for s in self.infer_segments) + \
             (sum(s.macs for s in self.learn_segments) if learn else 0)
+
+    def necessary(self, learn):
+        """The steps of an INFER, or of the feedforward and a LEARN (``learn`` true), each with
+        the multiply-accumulates of it that are necessary: an iterator of ``(step, macs)``.
+
+        A pass's products are necessary unless its result is already known without them:
+
+        - a prediction ``mu_l = W_l phi_{l-1}`` (``PREDICT``) is not, when neither ``x_{l-1}``
+          nor ``W_l`` has changed since ``mu_l`` was last computed: it would recompute the same
+          ``mu_l``. Standard mode re-predicts layer 1 in every relaxation step although
+          ``x_0`` is clamped and ``W_1`` changes only in ``UPDATE``; in incremental mode the
+          first re-prediction of layer 1 is of the same kind (``W_1``'s first update is zero,
+          see below), the later ones are necessary.
+        - a message ``W_l^T eps_l`` (``RELAX``, ``l >= 2``) is not, when ``eps_l`` is known to
+          be zero, or when neither ``eps_l`` nor ``W_l`` has changed since the last message
+          of ``l`` (a design can keep it: ``n_{l-1}`` values). The feedforward sets
+          ``x_l = mu_l`` exactly, so ``eps_l = 0`` in every hidden layer until the relaxation
+          has changed ``x_l``: that reaches layer ``L - k`` in the ``k``-th relaxation, so the
+          first ``L - l`` relaxations' messages of layer ``l < L`` are zero. In
+          ``fixed_prediction`` mode ``eps_L = target - mu_L`` never changes: only the first
+          relaxation's message of layer ``L`` is necessary.
+        - a weight update ``eps_l phi_{l-1}^T`` (``UPDATE``, or ``RELAX`` in incremental mode)
+          is not when ``eps_l`` is known to be zero: it leaves ``W_l`` as it is.
+
+        Known zero and unchanged mean so for every input (exactly, in fixed point: a zero error
+        and a zero message leave ``x`` and ``W`` unchanged); what depends on the data (a relu
+        that gates a message off) counts as necessary. A value ``x_l`` of a hidden layer
+        changes in a ``RELAX`` unless its error and the message from above are both known zero;
+        the target load changes ``x_L``. Performed minus necessary is the redundant work the
+        schedule does; the MAC ratios of the benchmarks count only the necessary products.
+        """
+        state = Necessity(self.L)
+        for segment in self.infer_segments:
+            for step in segment.steps:
+                yield step, state.step(step)
+        if not learn:
+            return
+        state.load_target()
+        for segment in self.learn_segments:
+            yield from state.segment(segment)
+
+    def necessary_macs(self, learn):
+        """Necessary multiply-accumulates of one sample (:meth:`necessary`): of an INFER, or of
+        the feedforward and a LEARN."""
+        return sum(macs for _, macs in self.necessary(learn))
+
+
+class Necessity:
+    """What is known about the values while :meth:`Schedule.necessary` walks the steps, for
+    layers ``1 .. L``: ``x_is_mu[l]`` (``x_l = mu_l`` exactly: the feedforward set it),
+    ``zero[l]`` (the last ``ERRORS`` found ``eps_l`` known zero), and which results are stale:
+    ``mu_stale[l]`` (``x_{l-1}`` or ``W_l`` changed since ``mu_l`` was computed),
+    ``eps_stale[l]`` (``x_l`` or ``mu_l`` changed since the errors), ``msg_stale[l]`` (``eps_l``
+    or ``W_l`` changed since the last message of ``l``). Booleans only: a repeated segment
+    reaches a state it had before within a few rounds, and the rest repeat those rounds."""
+
+    def __init__(self, L):
+        self.L = L
+        layers = range(L + 1)
+        self.x_is_mu = [False for _ in layers]
+        self.zero = [False for _ in layers]
+        self.mu_stale = [True for _ in layers]        # nothing computed yet
+        self.eps_stale = [True for _ in layers]
+        self.msg_stale = [True for _ in layers]
+
+    def _key(self):
+        return tuple(map(tuple, (self.x_is_mu, self.zero, self.mu_stale, self.eps_stale,
+                                 self.msg_stale)))
+
+    def _x_changed(self, l, to_mu=False):
+        self.x_is_mu[l] = to_mu
+        self.eps_stale[l] = True
+        if l < self.L:
+            self.mu_stale[l + 1] = True
+
+    def _w_changed(self, l):
+        self.mu_stale[l] = self.msg_stale[l] = True
+
+    def load_target(self):
+        """A LEARN starts by loading the target into ``x_L``."""
+        self._x_changed(self.L)
+
+    def step(self, step):
+        """Walk ``step``: its necessary multiply-accumulates."""
+        macs = 0
+        if step.op in (Op.FEEDFORWARD, Op.PREDICT):
+            for w in step.work:
+                if self.mu_stale[w.layer]:
+                    macs += w.macs
+                    self.mu_stale[w.layer] = False
+                    self.eps_stale[w.layer] = True
+                    self.x_is_mu[w.layer] = False
+                if step.op is Op.FEEDFORWARD:
+                    self._x_changed(w.layer, to_mu=True)
+        elif step.op is Op.ERRORS:
+            for l in range(1, self.L + 1):
+                if self.eps_stale[l]:
+                    self.eps_stale[l] = False
+                    self.zero[l] = self.x_is_mu[l]
+                    self.msg_stale[l] = True
+        else:                       # RELAX, UPDATE: from this step's errors and weights
+            for w in step.work:
+                if w.message and self.msg_stale[w.layer] and not self.zero[w.layer]:
+                    macs += w.weights
+                    self.msg_stale[w.layer] = False
+                if w.update and not self.zero[w.layer]:
+                    macs += w.weights
+            if step.op is Op.RELAX:
+                moved = [l for l in range(1, self.L) if not (self.zero[l] and self.zero[l + 1])]
+                for l in moved:
+                    self._x_changed(l)
+            for w in step.work:
+                if w.update and not self.zero[w.layer]:
+                    self._w_changed(w.layer)
+        return macs
+
+    def segment(self, segment):
+        """Walk ``segment``'s rounds: ``(step, necessary macs)`` for each step of each."""
+        seen, keys, rounds = {}, [], []
+        for r in range(segment.repeat):
+            key = self._key()
+            if key in seen:                           # the rounds since then repeat
+                first = seen[key]
+                cycle = rounds[first:]
+                left = segment.repeat - r
+                for i in range(left):
+                    yield from cycle[i % len(cycle)]
+                self._restore(keys[first + left % len(cycle)])
+                return
+            seen[key] = r
+            keys.append(key)
+            rounds.append([(step, self.step(step)) for step in segment.steps])
+            yield from rounds[-1]
+
+    def _restore(self, key):
+        self.x_is_mu, self.zero, self.mu_stale, self.eps_stale, self.msg_stale = map(list, key)
 
 
 def relax_work(network, l):
@@ -168,7 +314,8 @@ def _work(network, l, kind, message=False, update=False):
     return Work(layer=l, kind=kind, rows=row_groups(network, l), columns=0 if sweep else n_in,
                 message=message, update=update,
                 cycles=busy_cycles(network, l, kind.value, message),
-                macs=0 if sweep else n_out * n_in)
+                macs=0 if sweep else n_out * n_in * (1 if kind is Pass.ROW else message + update),
+                weights=n_out * n_in)
 
 
 def schedule(network, lanes=None):
@@ -202,4 +349,4 @@ def schedule(network, lanes=None):
     else:               # incremental: every relaxation updates; the last one ends the command
         learn = [Segment((errors, relax) if T else (errors,)),
                  Segment((predict, errors, relax), max(T - 1, 0))]
-    return Schedule(infer, tuple(seg for seg in learn if seg.repeat))
+    return Schedule(infer, tuple(seg for seg in learn if seg.repeat), L)

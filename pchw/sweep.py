@@ -329,10 +329,11 @@ _PACKAGE = Path(__file__).parent
 #: The pchw sources (and packages) each kind of task depends on: a change to any of them makes
 #: the cached results of that kind stale.
 _SOURCES = {
-    "train": ("golden", "fixedpoint.py", "network.py", "train.py", "datasets.py"),
-    "estimate": ("boards.py", "latency.py", "protocol.py", "network.py", "fixedpoint.py"),
-    "build": ("gateware", "boards.py", "build.py", "latency.py", "protocol.py", "network.py",
-              "fixedpoint.py", "verilog.py"),
+    "train": ("golden", "schedule.py", "fixedpoint.py", "network.py", "train.py", "datasets.py"),
+    "estimate": ("boards.py", "latency.py", "schedule.py", "protocol.py", "network.py",
+                 "fixedpoint.py"),
+    "build": ("gateware", "boards.py", "build.py", "latency.py", "schedule.py", "protocol.py",
+              "network.py", "fixedpoint.py", "verilog.py"),
 }
 _PACKAGES = {
     "train": ("numpy", "scikit-learn"),
