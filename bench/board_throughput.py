@@ -4,13 +4,18 @@ For each model and board: the lanes it is built with (``pchw.boards.lanes_for``)
 Fmax from the build report (``build/<board>/<model>/report.json``, built with ``pchw.build``
 when missing or stale), core cycles per inference and per learning sample (``pchw.latency``,
 held exact by the tests), samples/s of the core at the board clock and at Fmax
-(``pchw.latency.throughput``), and the ratio to the limit
+(``pchw.latency.throughput``), and two shares of multiply-accumulate capacity, counting only
+the necessary MACs (``pchw.schedule.Schedule.necessary``: not, for instance, standard mode's
+re-prediction of layer 1 in every relaxation step), both from ``pchw.latency.mac_utilisation``:
 
-    samples/s / (multipliers on the device x Fmax / MACs per sample)
-    = MACs per sample / (device multipliers x core cycles per sample)
+    ratio to the limit = samples/s at Fmax / (device multipliers x Fmax / necessary MACs per sample)
+                       = necessary MACs per sample / (device multipliers x core cycles per sample)
+    utilisation        = necessary MACs per sample / (multipliers instantiated x core cycles)
 
-(the share of the device's multiply-accumulate capacity the schedule turns into useful MACs).
-A benchmark, not a test. Writes bench/results/board_throughput.{md,json}.
+The device's multipliers are ``pchw.boards``' (``Board.dsps``); the ones instantiated are the
+multiplier blocks the build report counts after place and route (``multipliers_source``
+``"build report"``), or without a build the estimate's (``"estimate"``). A LEARN's cycles
+include its feedforward. A benchmark, not a test. Writes bench/results/board_throughput.{md,json}.
 Usage: python bench/board_throughput.py [--build] [--models xor,iris] [--boards icebreaker]
 """
 
@@ -22,7 +27,8 @@ from pathlib import Path
 
 import pchw
 from pchw import boards, build
-from pchw.latency import macs_per_sample, throughput
+from pchw.latency import mac_utilisation, macs_per_sample, throughput
+from pchw.schedule import schedule
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ["xor", "iris", "digits"]
@@ -57,15 +63,24 @@ def row(name, board_name, allow_build):
     rates = throughput(built, target.clock_hz)
     infer = rates["INFER"]["core_cycles"]
     learn = rates["LEARN"]["core_cycles"]               # a LEARN runs the feedforward first
-    macs_infer, macs_learn = macs_per_sample(built, False), macs_per_sample(built, True)
+    if report is not None and "DSP" in report["resources"]:
+        instantiated, source = report["resources"]["DSP"]["used"], "build report"
+    else:
+        instantiated, source = boards.estimate(built, target).dsps, "estimate"
     r = {"model": name, "board": board_name, "lanes": list(lanes),
          "core_cycles_infer": infer, "core_cycles_learn": learn,
-         "macs_infer": macs_infer, "macs_learn": macs_learn,
-         "device_multipliers": target.dsps, "clock_mhz": target.clock_hz / 1e6,
-         # Both ratios are independent of the clock: MACs / (multipliers x cycles).
-         "ratio_to_limit_infer": macs_infer / (target.dsps * infer),
-         "ratio_to_limit_learn": macs_learn / (target.dsps * learn),
-         "built": report is not None}
+         # performed (as the schedule runs them) and necessary multiply-accumulates
+         "macs_infer": macs_per_sample(built, False), "macs_learn": macs_per_sample(built, True),
+         "necessary_macs_infer": macs_per_sample(built, False, necessary=True),
+         "necessary_macs_learn": macs_per_sample(built, True, necessary=True),
+         "device_multipliers": target.dsps, "multipliers_instantiated": instantiated,
+         "multipliers_source": source, "clock_mhz": target.clock_hz / 1e6,
+         # All four are independent of the clock: necessary MACs / (multipliers x cycles).
+         "ratio_to_limit_infer": mac_utilisation(built, target.dsps, False),
+         "ratio_to_limit_learn": mac_utilisation(built, target.dsps, True),
+         "utilisation_infer": mac_utilisation(built, instantiated, False),
+         "utilisation_learn": mac_utilisation(built, instantiated, True),
+         "phases_learn": phases(built), "built": report is not None}
     for clock, key in ((target.clock_hz, "board_clock"), (None, "fmax")):
         if clock is None:
             if report is None or not report.get("fmax"):
@@ -75,21 +90,45 @@ def row(name, board_name, allow_build):
         r[f"infer_per_s_{key}"] = rates["INFER"]["samples_per_s_core"]
         r[f"learn_per_s_{key}"] = rates["LEARN"]["samples_per_s_core"]
     if report is not None:
+        # Whole commands at the board clock (the build's figures): back to back, and one at a
+        # time over the UART at the build's baud rate.
+        for op, rates in report["throughput"]["at_board_clock"].items():
+            r[f"{op.lower()}_commands_per_s_board_clock"] = rates["samples_per_s_compute"]
+            r[f"{op.lower()}_commands_per_s_uart"] = rates["samples_per_s_uart"]
+        r["baud"] = report["baud"]
+        stages = report["stage_seconds"]
+        r["build_seconds"] = round(stages.get("total", sum(stages.values())))
         r["resources"] = report["resources"]
         r["fmax_mhz"] = report["fmax"]["achieved_mhz"] if report.get("fmax") else None
         r["timing_met"] = bool(report.get("fmax") and report["fmax"]["met"])
     return r
 
 
+def phases(network):
+    """Where a learning sample's core cycles go: per op of the schedule (the feedforward
+    included), its cycles and its performed and necessary multiply-accumulates."""
+    by_op = {}
+    for step, necessary in schedule(network).necessary(learn=True):
+        op = by_op.setdefault(step.op.value, {"cycles": 0, "macs": 0, "necessary_macs": 0})
+        op["cycles"] += step.cycles
+        op["macs"] += step.macs
+        op["necessary_macs"] += necessary
+    return by_op
+
+
 def markdown(rows):
     lines = [f"Hardware throughput, {date.today()}, {platform.machine()}; YoWASP Yosys/nextpnr. "
              "Cycles from pchw/latency.py (held exact by the tests); resources and Fmax from "
              "nextpnr; samples/s are compute only (core cycles; the UART adds its own time, see "
-             "each build's report.md). Ratio to the limit = MACs per sample / (device "
-             "multipliers x core cycles).", "",
+             "each build's report.md). MACs: the necessary ones per sample (pchw.schedule."
+             "Schedule.necessary; performed in brackets where more). Ratio to the limit = "
+             "necessary MACs per sample / (device multipliers x core cycles); utilisation = "
+             "necessary MACs per sample / (multipliers instantiated x core cycles), with the "
+             "multipliers instantiated from the build report (estimated where marked *).", "",
              "| model | board | lanes | LUT | FF | DSP | BRAM | Fmax (board clock) | "
-             "inferences/s at Fmax | learning samples/s at Fmax | ratio to limit infer / "
-             "learn |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+             "inferences/s at Fmax | learning samples/s at Fmax | MACs per inference / "
+             "learning sample | ratio to limit infer / learn | utilisation infer / learn |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
     for r in rows:
         res = r.get("resources", {})
 
@@ -100,11 +139,31 @@ def markdown(rows):
         fmax = f"{r['fmax_mhz']} MHz ({r['clock_mhz']:g})" if r.get("fmax_mhz") else \
             f"not built ({r['clock_mhz']:g})"
         rate = (lambda k: f"{r[k]:,.0f}" if k in r else "-")
+        macs = " / ".join(f"{r['necessary_' + k]}" + (f" ({r[k]})" if r[k] != r["necessary_" + k]
+                                                        else "")
+                          for k in ("macs_infer", "macs_learn"))
+        mark = "" if r["multipliers_source"] == "build report" else "*"
         lines.append(
             f"| {r['model']} | {r['board']} | {'/'.join(map(str, r['lanes']))} | {used('LUT')} | "
             f"{used('FF')} | {used('DSP')} | {bram} | {fmax} | {rate('infer_per_s_fmax')} | "
-            f"{rate('learn_per_s_fmax')} | {r['ratio_to_limit_infer']:.2f} / "
-            f"{r['ratio_to_limit_learn']:.2f} |")
+            f"{rate('learn_per_s_fmax')} | {macs} | {r['ratio_to_limit_infer']:.3f} / "
+            f"{r['ratio_to_limit_learn']:.3f} | {r['utilisation_infer']:.2f} / "
+            f"{r['utilisation_learn']:.2f}{mark} |")
+    ops = ["feedforward", "errors", "relax", "predict", "update"]
+    lines += ["", "Where a learning sample's core cycles go: per op of the schedule "
+              "(pchw/schedule.py), its share of the cycles and the utilisation of the multipliers "
+              "instantiated during it (necessary MACs / (multipliers x its cycles)).", "",
+              "| model | board | " + " | ".join(ops) + " |", "|---|---|" + "---|" * len(ops)]
+    for r in rows:
+        total = sum(p["cycles"] for p in r["phases_learn"].values())
+
+        def share(op):
+            p = r["phases_learn"].get(op)
+            if p is None:
+                return "-"
+            busy = p["necessary_macs"] / (r["multipliers_instantiated"] * p["cycles"])
+            return f"{p['cycles'] / total:.0%} ({busy:.2f})"
+        lines.append(f"| {r['model']} | {r['board']} | " + " | ".join(map(share, ops)) + " |")
     return "\n".join(lines) + "\n"
 
 
