@@ -211,3 +211,27 @@ def test_host_through_simulated_uart_to_board_top():
     for l in (1, 2):
         got_W, got_b = device.read_params(l)
         assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.005, 0.015, 0.03, 0.1]), min_size=5, max_size=40),
+       st.integers(0, 2 ** 32 - 1))
+def test_never_a_wrong_answer_whatever_the_delays(delays, seed):
+    """Replies late by random amounts, some past the host's timeout: every call either times
+    out or returns its own command's result, never another's; each late reply that arrives
+    before the next awaited one is discarded and counted."""
+    network = pchw.Network([2, 3, 2], ["identity", "identity"], init_seed=5, lanes=[1, 1])
+    golden = FixedModel(network)            # (linear: different inputs, different outputs)
+    transport = DelayingTransport(network, delays=[0.0] + delays)
+    device = Device(transport, network, timeout=0.01)
+    device.identify()
+    X = np.random.default_rng(seed).uniform(-1, 1, (len(delays), 2))
+    timeouts = 0
+    for x in X:
+        try:
+            assert np.array_equal(device.infer(x), golden.infer(x[None])[0])
+        except PchwError as error:
+            assert "no reply to INFER within" in str(error)
+            timeouts += 1
+    assert device.stale_replies <= timeouts
+    assert timeouts >= sum(d > 0.01 for d in delays[:1])            # the first late one
