@@ -414,25 +414,35 @@ def cmd_run(args):
     golden = FixedModel(network)
     limit = args.samples
 
+    # Streamed: commands go out ahead of their replies within the window the board reports
+    # (docs/protocol.md); --no-stream waits for each reply before the next command.
+    if args.no_stream:
+        def infer_all(X):
+            return np.array([device.infer(x) for x in X])
+
+        def learn_all(X, Y):
+            return np.array([device.learn(x, y) for x, y in zip(X, Y)])
+    else:
+        infer_all, learn_all = device.infer_many, device.learn_many
+
     def evaluate():
         xs = data.x_test[:limit] if limit else data.x_test
-        start, correct, agree = time.perf_counter(), 0, 0
-        for i, x in enumerate(xs):
-            out = device.infer(x)
-            correct += int(np.argmax(out) == data.y_test[i])
-            agree += int(np.array_equal(out, golden.infer(x[None])[0]))
+        start = time.perf_counter()
+        outs = infer_all(xs)
         rate = len(xs) / (time.perf_counter() - start)
+        correct = int(np.sum(np.argmax(outs, axis=1) == data.y_test[:len(xs)]))
+        agree = int(np.sum(np.all(outs == golden.infer(xs), axis=1)))
         return correct / len(xs), agree, len(xs), rate
 
     if args.learn:
         xs, ys = data.x_train[:limit] if limit else data.x_train, data.one_hot(data.y_train)
         for epoch in range(args.epochs):
-            start, agree = time.perf_counter(), 0
-            for i in epoch_order(len(xs), epoch, args.seed):      # as pchw train orders them
-                x = xs[i]
-                out = device.learn(x, ys[i])
-                agree += int(np.array_equal(out, golden.learn(x[None], ys[i][None]).output[0]))
+            order = epoch_order(len(xs), epoch, args.seed)       # as pchw train orders them
+            start = time.perf_counter()
+            outs = learn_all(xs[order], ys[order])
             rate = len(xs) / (time.perf_counter() - start)
+            agree = sum(int(np.array_equal(out, golden.learn(xs[i][None], ys[i][None]).output[0]))
+                        for out, i in zip(outs, order))
             acc, _, n, _ = evaluate()
             _progress(f"epoch {epoch + 1}/{args.epochs}: {len(xs)} on-chip learning steps "
                       f"({rate:,.1f} samples/s), {agree}/{len(xs)} predictions equal the golden "
@@ -446,7 +456,9 @@ def cmd_run(args):
             raise PchwError("the device's weights differ from the golden model's")
     acc, agree, n, rate = evaluate()
     print(f"test accuracy {acc:.2%} on {n} samples; {agree}/{n} outputs equal the golden "
-          f"model's bit for bit; {rate:,.1f} samples/s (host round trips included)")
+          f"model's bit for bit; {rate:,.1f} samples/s over the link ("
+          + ("one command at a time" if args.no_stream else
+             f"streamed within the {device.window}-byte window") + ")")
     if agree != n:
         raise PchwError(f"{n - agree} outputs differ from the golden model")
 
@@ -665,6 +677,9 @@ def _parser():
     where.add_argument("--golden", action="store_true", help="the golden device model")
     q.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating")
+    q.add_argument("--no-stream", action="store_true",
+                   help="wait for each reply before sending the next command (default: stream "
+                   "commands within the stream window the device reports; docs/protocol.md)")
     q.add_argument("--epochs", type=int, default=1, help="learning epochs (default 1)")
     q.add_argument("--seed", type=int, default=0, help="sample-order seed (default 0)")
     q.add_argument("--samples", type=int, default=0, metavar="N",

@@ -85,7 +85,10 @@ def garbled_units(network, rng):
     y = fL.quantise(rng.uniform(-1, 1, network.layers[-1]))
     infer = protocol.infer_command(network, x)
     bad_crc = infer[:-1] + bytes([infer[-1] ^ 0x5A])
-    too_long = bytes([protocol.SYNC_COMMAND, int(protocol.Opcode.INFER), 0xFF, 0xFF])
+    # a header (sync, opcode, tag, length) whose length is above the largest payload
+    too_long = protocol.command_frame(protocol.Opcode.INFER, tag=0x3C)[:protocol.HEADER_SIZE - 2] \
+        + bytes([0xFF, 0xFF])
+    assert protocol.frame_size(too_long) > protocol.HEADER_SIZE + protocol.max_payload(network)
     return [
         protocol.identify_command(),
         noise,
@@ -133,10 +136,11 @@ def test_run_port_against_served_device(where, tmp_path):
     """`pchw run --port` (a separate process, pyserial) against the served device: 32 on-chip
     learning steps, every reply and the weights read back equal the golden model's."""
     with served(tmp_path, *_serve_args(where)) as link:
-        first = run_against(link)                        # inference only: the state is kept
+        first = run_against(link, "--no-stream")         # inference only: the state is kept
         # a second client after the first has gone: the server keeps serving
         out = run_against(link, "--learn", "--epochs", "8")
     assert "4/4 outputs equal the golden model's bit for bit" in first
+    assert "one command at a time" in first and "streamed within the" in out
     assert "4/4 predictions equal the golden model's" in out
     assert out.count("epoch ") == 8
     assert "weights after on-chip learning equal the golden model's, bit for bit" in out
