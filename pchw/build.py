@@ -131,7 +131,7 @@ def pll_for(target, clock_hz):
     return pll
 
 
-def prepare(network, target, *, baud=115200, name=None, clock_hz=None):
+def prepare(network, target, *, baud=115200, name=None, clock_hz=None, faults=False):
     """The Amaranth build plan of ``network`` on the board ``target`` (nothing is run), clocked
     at ``clock_hz`` through a PLL (:func:`pll_for`) or at the board's oscillator.
 
@@ -153,7 +153,7 @@ def prepare(network, target, *, baud=115200, name=None, clock_hz=None):
     except ValueError as error:
         raise PchwError(f"--baud {baud}: {error}") from None
     top = BoardTop(network, clock_hz=clock, baud=baud,
-                   payload_ram_style=target.payload_ram or None, pll=pll)
+                   payload_ram_style=target.payload_ram or None, pll=pll, faults=faults)
     overrides = {}
     if target.payload_ram:
         # Amaranth initialises every memory (here to zeros); SPRAM cannot be initialised, and
@@ -366,6 +366,7 @@ def _report(network, description_hash, target, name, baud, top, est, used, fmax,
         "bitstream": f"{name}{target.bitstream_suffix}",
         "clock_hz": top.clock_hz, "oscillator_hz": target.clock_hz,
         "pll": top.pll.params if top.pll else None, "baud": baud, "uart_divisor": top.divisor,
+        "fault_injection": top.faults,
         "tools": chosen, "stage_seconds": times,
         "estimate": est.as_dict(),
         "resources": resources,
@@ -486,7 +487,7 @@ def _previous_stage_seconds(directory):
 
 
 def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, baud=115200,
-          force=False, rebuild=False, progress=print):
+          force=False, rebuild=False, faults=False, progress=print):
     """Build a bitstream of ``network`` for the board ``board_name`` into ``directory``.
 
     Parameters
@@ -501,6 +502,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
         :func:`pll_for`) instead of at the oscillator's.
     baud : int               UART baud rate.
     force : bool             build even if :func:`pchw.boards.check_fit` refuses the network.
+    faults : bool            a fault-injection build (the FAULT command, ``docs/faults.md``).
     rebuild : bool
         Run the tools even if ``directory`` holds a finished build with the same
         :func:`build_key` (else that build's bitstream and logs are reused, in seconds).
@@ -528,7 +530,8 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, bau
     est = estimate(network, target) if force else check_fit(network, target)
     directory = Path(directory or default_dir(network, target.name))
     name = design_name(network)
-    platform, top, plan = prepare(network, target, baud=baud, name=name, clock_hz=clock_hz)
+    platform, top, plan = prepare(network, target, baud=baud, name=name, clock_hz=clock_hz,
+                                  faults=faults)
     env, chosen = toolchain_env(platform.required_tools)
     progress(f"building {name} for {target.describe()}")
     progress(f"  estimate: {est.dsps} multiplier blocks, {est.bram_blocks} block RAMs,"

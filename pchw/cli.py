@@ -283,8 +283,9 @@ def cmd_verilog(args):
     _output_folder(Path(args.output).parent, "-o")
     start = time.perf_counter()
     _progress(f"elaborating {verilog.module_name(network)} ({' -> '.join(map(str, network.layers))})")
-    v_path, m_path = _saving(args.output, verilog.write, network, args.output, args.top)
-    info = verilog.manifest(network, args.top)
+    v_path, m_path = _saving(args.output, verilog.write, network, args.output, args.top,
+                             args.faults)
+    info = verilog.manifest(network, args.top, args.faults)
     cycles = info["latency_cycles"]["commands"]
     print(f"wrote {v_path} and {m_path} in {time.perf_counter() - start:.1f} s")
     print(f"latency (cycles, last command byte -> first reply byte): INFER {cycles['INFER']}, "
@@ -472,6 +473,7 @@ def cmd_build(args):
     clock_hz = None if args.clock is None else args.clock * 1e6
     result = build.build(network, args.board, args.output, lanes=args.lanes, clock_hz=clock_hz,
                          baud=args.baud, force=args.force, rebuild=args.rebuild,
+                         faults=args.faults,
                          progress=_progress)
     r = result.report
     for name, v in r["resources"].items():
@@ -623,6 +625,9 @@ def _parser():
     model_arg(q)
     q.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file")
     q.add_argument("--top", metavar="NAME", help="top module name (default pchw_<model name>)")
+    q.add_argument("--faults", action="store_true",
+                   help="a fault-injection build: the FAULT command sets dead units "
+                   "(docs/faults.md); a normal build has none of its logic")
     q.set_defaults(func=cmd_verilog)
 
     q = sub.add_parser("sim", help="simulate the Verilog against the golden model (cocotb)",
@@ -716,6 +721,9 @@ def _parser():
     q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
+    q.add_argument("--faults", action="store_true",
+                   help="a fault-injection build: the FAULT command sets dead units "
+                   "(docs/faults.md); a normal build has none of its logic")
     q.add_argument("--rebuild", action="store_true",
                    help="run the tools even if the folder holds a finished build of the same "
                    "design with the same tools (by default that one is reused, in seconds)")

@@ -326,3 +326,16 @@ class Device:
         fmt = self.network.weight_format(layer)
         self._exchange(Opcode.WRITE_PARAMS, protocol.write_params_command(
             self.network, layer, fmt.quantise(W), fmt.quantise(b), tag=self._next_tag()))
+
+    def set_dead(self, dead):
+        """Fault injection (a build with it, ``pchw build --faults``; ``docs/faults.md``): the
+        dead units of every layer, ``dead[l]`` the indices (or a boolean mask) of layer ``l``'s,
+        l = 0..L; empty lists revive every unit."""
+        try:
+            self._exchange(Opcode.FAULT, protocol.fault_command(self.network, dead,
+                                                                tag=self._next_tag()))
+        except PchwError as error:
+            if "ERR_OPCODE" in str(error):
+                raise PchwError("the device has no fault injection: build it with --faults "
+                                "(pchw build, pchw serve, pchw verilog)") from None
+            raise

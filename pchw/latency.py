@@ -113,10 +113,11 @@ def _load(payload_bytes):
 def command_latency(network, opcode, layer=None):
     """Reply latency of a well-formed command (``opcode`` a :class:`pchw.protocol.Opcode`).
 
-    Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN
-    and WRITE_PARAMS first load their payload (one byte per cycle) and run the core.
+    Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN,
+    WRITE_PARAMS and FAULT first load their payload (one byte per cycle; INFER and LEARN then
+    run the core).
     """
-    from .protocol import Opcode, value_bytes
+    from .protocol import Opcode, payload_length, value_bytes
     L = network.L
     inputs = network.layers[0] * value_bytes(network.value_format(0))
     targets = network.layers[L] * value_bytes(network.value_format(L))
@@ -132,6 +133,8 @@ def command_latency(network, opcode, layer=None):
         n_out, n_in = network.layers[layer], network.layers[layer - 1]
         params = (n_out * n_in + n_out) * value_bytes(network.weight_format(layer))
         return REPLY_OVERHEAD + _load(params) + AFTER_LOAD
+    if opcode is Opcode.FAULT:          # fault-injection builds: the masks load like parameters
+        return REPLY_OVERHEAD + _load(payload_length(network, opcode)) + AFTER_LOAD
     return REPLY_OVERHEAD
 
 

@@ -32,7 +32,8 @@ __all__ = [
     "Opcode", "Status", "FrameCheck",
     "crc8_step", "crc8", "value_bytes", "encode_values", "decode_values",
     "command_frame", "reply_frame", "frame_size", "frame_tag", "parse_command", "parse_reply",
-    "network_id", "payload_length", "max_payload",
+    "network_id", "payload_length", "max_payload", "fault_mask_bytes", "fault_command",
+    "decode_fault_masks",
     "identify_command", "infer_command", "learn_command", "read_params_command",
     "write_params_command", "check_reply", "identify_payload", "decode_identify", "decode_outputs",
     "decode_params", "ReceivedFrame", "FrameParser", "DeviceModel",
@@ -68,6 +69,7 @@ class Opcode(enum.IntEnum):
     LEARN = 0x03            # n_0 input values, then n_L target values
     READ_PARAMS = 0x04      # 1 byte: layer l in 1..L
     WRITE_PARAMS = 0x05     # 1 byte layer l, W_l row-major (n_l * n_{l-1} values), b_l (n_l)
+    FAULT = 0x06            # dead-unit masks of layers 0..L (fault-injection builds only)
 
 
 class Status(enum.IntEnum):
@@ -273,9 +275,50 @@ def payload_length(network, opcode, layer=None):
         return inputs + outputs
     if opcode is Opcode.READ_PARAMS:
         return 1
+    if opcode is Opcode.FAULT:
+        return sum(fault_mask_bytes(network))
     if layer is None or not 1 <= layer <= L:
         return None
     return 1 + _param_bytes(network, layer)
+
+
+def fault_mask_bytes(network):
+    """Bytes of each layer's dead-unit mask in a FAULT payload: ``ceil(n_l / 8)``, l = 0..L."""
+    return [-(-n // 8) for n in network.layers]
+
+
+def fault_command(network, dead, tag=NO_TAG):
+    """FAULT: the dead units of every layer (``dead[l]``: booleans or indices of layer ``l``'s
+    units, l = 0..L; all-False / empty revives them all). Layer by layer, bit ``i % 8`` of byte
+    ``i // 8`` of layer ``l``'s mask is unit ``i``; the padding bits are ignored."""
+    payload = bytearray()
+    if len(dead) != network.L + 1:
+        raise PchwError(f"FAULT needs a mask for each of the {network.L + 1} layers, got "
+                        f"{len(dead)}")
+    for l, (n, units) in enumerate(zip(network.layers, dead)):
+        mask = np.zeros(n, dtype=bool)
+        units = np.asarray(units)
+        if units.dtype == bool:
+            if units.shape != (n,):
+                raise PchwError(f"FAULT: layer {l} has {n} units, its mask {units.shape}")
+            mask = units
+        elif units.size:
+            if units.min() < 0 or units.max() >= n:
+                raise PchwError(f"FAULT: layer {l} has units 0..{n - 1}")
+            mask[units.astype(int)] = True
+        payload += np.packbits(mask, bitorder="little").tobytes()
+    return command_frame(Opcode.FAULT, bytes(payload), tag)
+
+
+def decode_fault_masks(network, payload):
+    """The dead-unit masks (one boolean array per layer 0..L) of a FAULT payload."""
+    masks, offset = [], 0
+    for n, size in zip(network.layers, fault_mask_bytes(network)):
+        bits = np.unpackbits(np.frombuffer(bytes(payload[offset:offset + size]), np.uint8),
+                             bitorder="little")
+        masks.append(bits[:n].astype(bool))
+        offset += size
+    return masks
 
 
 def max_payload(network):
@@ -468,6 +511,10 @@ class DeviceModel:
     ----------
     network : Network
         The network the device was built for (its weights are the initial parameters).
+    faults : bool
+        A fault-injection build: FAULT sets the dead units (``pchw.faults``: a dead unit's
+        value, prediction and error are zero; learning never moves it). Without, FAULT is an
+        unknown opcode (ERR_OPCODE), as in every normal build.
 
     Members
     -------
@@ -489,9 +536,13 @@ class DeviceModel:
     losses in the order the board received them, the model predicts every reply byte.
     """
 
-    def __init__(self, network):
+    def __init__(self, network, faults=False):
         self.network = network
         self.model = FixedModel(network)
+        self.faults = None
+        if faults:
+            from .faults import FaultSpec, damage
+            self.faults = damage(self.model, FaultSpec().resolve(network)).faults
         self.max_payload = max_payload(network)
         self.network_id = network_id(network)
         self.window = STREAM_WINDOW
@@ -526,6 +577,8 @@ class DeviceModel:
             opcode = Opcode(frame.opcode)
         except ValueError:
             return error(Status.ERR_OPCODE)
+        if opcode is Opcode.FAULT and self.faults is None:
+            return error(Status.ERR_OPCODE)
         layered = opcode in (Opcode.READ_PARAMS, Opcode.WRITE_PARAMS)
         layer = payload[0] if layered and payload else None
         need = payload_length(net, opcode, layer)
@@ -536,6 +589,9 @@ class DeviceModel:
 
         if opcode is Opcode.IDENTIFY:
             return reply(Status.OK, identify_payload(self.network_id, self.window))
+        if opcode is Opcode.FAULT:
+            self.faults.dead = decode_fault_masks(net, payload)
+            return reply(Status.OK)
         if opcode in (Opcode.INFER, Opcode.LEARN):
             f0, fL = net.value_format(0), net.value_format(L)
             split = net.layers[0] * value_bytes(f0)

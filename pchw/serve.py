@@ -82,11 +82,13 @@ def _write_all(fd, data, stop):
             select.select([], [fd], [], 0.2)
 
 
-def serve_golden(network, *, link=None, ready_file=None, stop_file=None, on_ready=None):
+def serve_golden(network, *, link=None, ready_file=None, stop_file=None, on_ready=None,
+                 faults=False):
     """Serve the golden device model of ``network`` on a new pty until ``stop_file`` appears
-    (or the process is interrupted). ``on_ready(path)`` is called once the pty exists."""
+    (or the process is interrupted). ``on_ready(path)`` is called once the pty exists;
+    ``faults``: the model of a fault-injection build."""
     from .protocol import DeviceModel
-    device = DeviceModel(network)
+    device = DeviceModel(network, faults=faults)
     controller, terminal, path = open_pty()
     parent = os.getppid()
     stop = lambda: stop_requested(stop_file, parent)          # noqa: E731
@@ -112,13 +114,15 @@ def serve_golden(network, *, link=None, ready_file=None, stop_file=None, on_read
 
 
 def serve_simulation(network, simulator="verilator", *, baud=SIM_BAUD, clock_hz=SIM_CLOCK_HZ,
-                     link=None, stop_file=None, on_ready=None, log_file=None, progress=None):
+                     link=None, stop_file=None, on_ready=None, log_file=None, progress=None,
+                     faults=False):
     """Serve the simulated board top of ``network`` on a new pty, on ``simulator``, until
     ``stop_file`` appears or the process is interrupted.
 
     ``on_ready(path)`` is called (from another thread) once the pty exists; ``progress(text)``
     reports the steps before that (generating Verilog, building the simulation). The build
-    and simulator output go to ``log_file`` (else to stdout).
+    and simulator output go to ``log_file`` (else to stdout). ``faults``: a fault-injection
+    build (the FAULT command).
 
     Raises
     ------
@@ -137,10 +141,10 @@ def serve_simulation(network, simulator="verilator", *, baud=SIM_BAUD, clock_hz=
 
     progress = progress or (lambda text: None)
     try:
-        top = BoardTop(network, clock_hz=clock_hz, baud=baud)
+        top = BoardTop(network, clock_hz=clock_hz, baud=baud, faults=faults)
     except BaudRateError as error:
         raise PchwError(f"--baud {baud}: {error}") from None
-    name = module_name(network) + "_board"
+    name = module_name(network) + ("_board_faults" if faults else "_board")
     progress(f"generating the board top's Verilog ({top.divisor} cycles per UART bit at a "
              f"simulated {clock_hz / 1e6:g} MHz clock)")
     text = runner.verilog_of(top, name)

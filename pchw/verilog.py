@@ -25,19 +25,23 @@ def module_name(network):
     return f"pchw_{name}"
 
 
-def generate(network, name=None):
-    """Verilog text of the network top (:class:`~pchw.gateware.top.NetworkTop`)."""
-    return verilog.convert(NetworkTop(network), name=name or module_name(network),
-                           emit_src=False)
+def generate(network, name=None, faults=False):
+    """Verilog text of the network top (:class:`~pchw.gateware.top.NetworkTop`); ``faults``:
+    with fault injection (the FAULT command, ``docs/faults.md``)."""
+    return verilog.convert(NetworkTop(network, faults=faults),
+                           name=name or module_name(network), emit_src=False)
 
 
-def manifest(network, name=None):
-    """The manifest dictionary (see the module docstring)."""
+def manifest(network, name=None, faults=False):
+    """The manifest dictionary (see the module docstring); ``faults``: of a fault-injection
+    build (the FAULT command and its latency)."""
     L = network.L
     cmd = {op.name: latency.command_latency(network, op) for op in
            (Opcode.IDENTIFY, Opcode.INFER, Opcode.LEARN, Opcode.READ_PARAMS)}
     cmd["WRITE_PARAMS"] = {str(l): latency.command_latency(network, Opcode.WRITE_PARAMS, l)
                            for l in range(1, L + 1)}
+    if faults:
+        cmd["FAULT"] = latency.command_latency(network, Opcode.FAULT)
     return {
         "generator": f"pchw {__version__}",
         "top": name or module_name(network),
@@ -60,6 +64,7 @@ def manifest(network, name=None):
                      "(answered with ERR_OVERRUN); tie to 0"},
         ],
         "protocol_version": protocol.PROTOCOL_VERSION,
+        "fault_injection": faults,
         "network_id": protocol.network_id(network).hex(),
         "max_payload_bytes": protocol.max_payload(network),
         "network": network.to_toml_dict(),
@@ -80,13 +85,13 @@ def manifest(network, name=None):
     }
 
 
-def write(network, path, name=None):
+def write(network, path, name=None, faults=False):
     """Write ``path`` (Verilog) and ``path`` with suffix ``.json`` (the manifest); returns both."""
     path = Path(path)
     if path.suffix != ".v":
         raise PchwError(f"{path}: the Verilog output must end in .v")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(generate(network, name))
+    path.write_text(generate(network, name, faults))
     manifest_path = path.with_suffix(".json")
-    manifest_path.write_text(json.dumps(manifest(network, name), indent=2) + "\n")
+    manifest_path.write_text(json.dumps(manifest(network, name, faults), indent=2) + "\n")
     return path, manifest_path

@@ -13,6 +13,7 @@ import pchw
 from pchw import Format, Formats, Network, PCSettings, protocol, verilog
 from pchw.datasets import load_dataset
 from pchw.sim import network_tb
+from pchw.latency import command_latency
 from pchw.sim.network import TESTBENCH, dataset_commands, run
 
 from .harness import (
@@ -91,6 +92,24 @@ def simulate(model_path, simulator, commands, **kwargs):
         summary = run(network, simulator, commands, **kwargs)
     assert summary["mismatches"] == 0 and summary["replies"] >= len(commands)
     return network, summary
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_fault_injection_build(simulator, tmp_path_factory):
+    """A fault-injection build (docs/faults.md): FAULT kills input, hidden and output units;
+    learning, inference and the weights read back stay bit- and cycle-exact with the device
+    model with fault injection; reviving every unit restores the intact behaviour."""
+    path = custom_model("odd-5-7-3", tmp_path_factory)
+    network = pchw.load(path)
+    rng = np.random.default_rng(17)
+    commands = random_commands(network, rng, 3)
+    commands[1:1] = [protocol.fault_command(network, [[4], [0, 2, 5], [1]])]
+    commands += [protocol.fault_command(network, [[], [], []])] + random_commands(network, rng, 1)
+    with tools_or_skip():
+        summary = run(network, simulator, commands, faults=True)
+    assert summary["mismatches"] == 0 and summary["replies"] == len(commands)
+    assert summary["latency_cycles"]["FAULT"] == [
+        command_latency(network, protocol.Opcode.FAULT)]
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -172,3 +172,39 @@ def test_serve_refuses_a_bad_baud_rate(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("pchw: error: --baud 300000:"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_faults_through_the_served_board(tmp_path):
+    """A fault-injection build of the board top on Verilator, behind the pty: Device.set_dead
+    kills hidden units, and on-chip learning and the weights read back are bit-exact with the
+    golden model on the same damaged substrate; a normal build refuses FAULT in one line."""
+    from pchw.datasets import load_dataset
+    from pchw.faults import DeadUnits, FaultSpec, damage
+    from pchw.golden import FixedModel
+    from pchw.host import Device, SerialTransport
+    network = pchw.load(MODEL)
+    data = load_dataset("xor")
+    targets = data.one_hot(data.y_train)
+    golden = damage(FixedModel(network),
+                    FaultSpec(dead=(DeadUnits(1, indices=(0, 3, 5)),)).resolve(network))
+    with served(tmp_path, *_serve_args("verilator"), "--faults") as link:
+        with SerialTransport(str(link)) as transport:
+            device = Device(transport, network, timeout=20)
+            device.identify()
+            device.set_dead([[], [0, 3, 5], []])
+            for epoch in range(4):
+                for i in range(len(data.x_train)):
+                    x, y = data.x_train[i], targets[i]
+                    assert np.array_equal(device.learn(x, y),
+                                          golden.learn(x[None], y[None]).output[0])
+            W, b = golden.float_params()
+            for l in (1, 2):
+                got_W, got_b = device.read_params(l)
+                assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
+            assert not np.array_equal(W[0], pchw.load(MODEL).weights[0])   # it learnt
+    (tmp_path / "normal").mkdir()
+    with served(tmp_path / "normal", "--golden") as link:
+        with SerialTransport(str(link)) as transport:
+            device = Device(transport, network, timeout=5)
+            with pytest.raises(pchw.PchwError, match="no fault injection: build it with --faults"):
+                device.set_dead([[], [0], []])

@@ -206,3 +206,19 @@ def test_pchw_faults_errors_are_one_line(argv, message, capsys):
     assert main(["faults", "models/xor", *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_verilog_of_a_fault_injection_build(tmp_path, capsys):
+    """`pchw verilog --faults`: the manifest says so and gives FAULT's latency; the Verilog has
+    the FAULT logic, and a normal build's has none (only the loader's enum names it)."""
+    from pchw import latency, protocol, verilog
+    assert main(["verilog", "models/xor", "-o", str(tmp_path / "f.v"), "--faults"]) == 0
+    info = json.loads((tmp_path / "f.json").read_text())
+    network = pchw.load("models/xor")
+    assert info["fault_injection"] is True
+    assert info["latency_cycles"]["commands"]["FAULT"] == latency.command_latency(
+        network, protocol.Opcode.FAULT)
+    assert "dead1_0" in (tmp_path / "f.v").read_text()
+    normal = verilog.generate(network)
+    assert "dead1_0" not in normal and "FAULT" not in verilog.manifest(network)[
+        "latency_cycles"]["commands"]

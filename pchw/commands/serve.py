@@ -32,6 +32,9 @@ def add_arguments(parser, common):
     parser.add_argument("--link", metavar="PATH",
                         help="also make PATH a symbolic link to the pty (a fixed name for "
                         "scripts)")
+    parser.add_argument("--faults", action="store_true",
+                        help="a fault-injection build: the FAULT command sets dead units "
+                        "(docs/faults.md; Device.set_dead)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the simulator's build and run output")
 
@@ -60,13 +63,15 @@ def run(args):
         serve.install_stop_handler(stop_file)
         try:
             if args.golden:
-                serve.serve_golden(network, link=args.link, stop_file=stop_file, on_ready=ready)
+                serve.serve_golden(network, link=args.link, stop_file=stop_file, on_ready=ready,
+                                   faults=args.faults)
             else:
                 log = None if args.verbose else Path(tmp) / "simulation.log"
                 try:
                     serve.serve_simulation(network, args.simulator, baud=args.baud,
                                            link=args.link, stop_file=stop_file, on_ready=ready,
-                                           log_file=log, progress=_progress)
+                                           log_file=log, progress=_progress,
+                                           faults=args.faults)
                 except PchwError:
                     if log is not None and log.is_file():
                         sys.stderr.write(log.read_text()[-4000:])

@@ -63,6 +63,8 @@ class BoardTop(wiring.Component):
         (:data:`FRAME_TIMEOUT_S` by default; longer than USB-serial bridges' buffering gaps).
     payload_ram_style : str, optional
         Yosys ``ram_style`` of the command payload buffer (``"huge"``: iCE40UP5K SPRAM).
+    faults : bool
+        A fault-injection build (the FAULT command, ``docs/faults.md``).
     pll : PLLSettings, optional
         On a platform, make the ``sync`` domain (``clock_hz``) from the board's clock through
         this PLL (:class:`~pchw.gateware.clocks.PLLClock`); else the platform's default clock.
@@ -115,14 +117,15 @@ class BoardTop(wiring.Component):
     led_activity: Out(1)
 
     def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S,
-                 payload_ram_style=None, pll=None):
+                 payload_ram_style=None, pll=None, faults=False):
         if pll is not None and pll.f_out != clock_hz:
             raise ValueError(f"clock_hz {clock_hz} is not the PLL's output {pll.f_out}")
         self._pll = pll
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
         self._frame_timeout_s = frame_timeout_s
-        self.network_top = NetworkTop(network, payload_ram_style=payload_ram_style)
+        self.network_top = NetworkTop(network, payload_ram_style=payload_ram_style,
+                                      faults=faults)
         self.receiver = UARTReceiver(self._divisor)
         self.transmitter = UARTTransmitter(self._divisor)
         self.rx_fifo = fifo.SyncFIFOBuffered(width=RxEntry.as_shape().size, depth=RX_FIFO_DEPTH)
@@ -137,6 +140,11 @@ class BoardTop(wiring.Component):
     def clock_hz(self):
         """Frequency of the ``sync`` domain (the PLL's output when there is one)."""
         return self._clock_hz
+
+    @property
+    def faults(self):
+        """Whether this build injects faults (the FAULT command)."""
+        return self.network_top.faults
 
     @property
     def divisor(self):

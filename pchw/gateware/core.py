@@ -44,14 +44,15 @@ class PCCore(wiring.Component):
         a larger ``T``).
     """
 
-    def __init__(self, network):
+    def __init__(self, network, *, faults=False):
         self._net = network
+        self._faults = faults
         L = network.L
         if not 0 <= network.pc.inference_steps <= MAX_INFERENCE_STEPS:
             self._MustUse__silence = True       # refused, so never elaborated: no warning
             raise ValueError(f"T = {network.pc.inference_steps} is outside the step counter's "
                              f"0..{MAX_INFERENCE_STEPS}")
-        self.layers = [PCLayer(network, l) for l in range(L + 1)]
+        self.layers = [PCLayer(network, l, faults=faults) for l in range(L + 1)]
         top, out = self.layers[1:], self.layers[L]
         vf0 = network.value_format(0)
         width = max(vf0.width, network.value_format(L).width)
@@ -67,6 +68,8 @@ class PCCore(wiring.Component):
             "p_group": In(range(max(max(u._R for u in top), 2))),
             "p_col": In(range(max(network.layers[:-1]) + 1)),
             "p_we": In(1), "p_wdata": In(signed(wmax)), "p_rdata": Out(signed(wmax)),
+            # fault injection: the dead units of layers 0..L, concatenated
+            **({"dead": In(sum(network.layers))} if faults else {}),
         })
         self.updates = Signal(32)
 
@@ -74,8 +77,12 @@ class PCCore(wiring.Component):
         m = Module()
         net, L = self._net, self._net.L
         units = self.layers
+        offset = 0
         for l, unit in enumerate(units):
             m.submodules[f"layer{l}"] = unit
+            if self._faults:
+                m.d.comb += unit.dead.eq(self.dead[offset:offset + net.layers[l]])
+                offset += net.layers[l]
             if l >= 1:
                 wiring.connect(m, unit.below, units[l - 1].above)
             m.d.comb += unit.step.eq(self.updates)

@@ -133,8 +133,9 @@ class PCLayer(wiring.Component):
     output layer's registers) give the state to tests and traces.
     """
 
-    def __init__(self, network, layer):
+    def __init__(self, network, layer, *, faults=False):
         self._net = network
+        self._faults = faults
         self._l = l = layer
         self._L = L = network.L
         self._n = n = network.layers[l]
@@ -162,6 +163,8 @@ class PCLayer(wiring.Component):
             })
         if l < L:
             members["above"] = In(link_signature(n, self._vf, B))
+        if faults:
+            members["dead"] = In(n)     # fault injection: these units' x, mu (y) stay zero
         super().__init__(members)
         w = self._vf.width
         rows = -(-n // B)
@@ -218,6 +221,15 @@ class PCLayer(wiring.Component):
         self._host_writes(m, ports)
         return m
 
+    def _alive(self, bank, row, value):
+        """``value``, or 0 if the unit at ``row`` of ``bank`` is dead (fault-injection builds;
+        without fault injection, ``value`` itself: no logic)."""
+        if not self._faults:
+            return value
+        units = range(bank, self._n, self._B)
+        dead = Cat(*(self.dead[k] for k in units), Const(0, 1))
+        return Mux(dead.bit_select(row, 1), 0, value)
+
     def _host_writes(self, m, ports):
         """``x_l[x_addr] = x_wdata`` (inputs at layer 0, targets at layer L); only while idle,
         so it shares the write port of bank ``x_addr mod B`` without contention."""
@@ -228,7 +240,8 @@ class PCLayer(wiring.Component):
         row = Array(Const(k // B, range(max(-(-n // B), 2))) for k in range(n))[self.x_addr]
         for p, (_, wr) in enumerate(ports["x"]):
             with m.If(self.x_we & (bank == p)):
-                m.d.comb += [wr.addr.eq(row), wr.data.eq(self.x_wdata), wr.en.eq(1)]
+                m.d.comb += [wr.addr.eq(row), wr.data.eq(self._alive(p, row, self.x_wdata)),
+                             wr.en.eq(1)]
 
     def _serve_above(self, m, ports, sweeping, sweep_r):
         """``phi_l`` to the unit above (one cycle after its fetch), and the value update on its
@@ -283,7 +296,8 @@ class PCLayer(wiring.Component):
                                   _delayed(m, row_b, f"row_{stage}"))
         for p, (_, wr) in enumerate(ports["x"]):
             with m.If(valid_b & (bank_b == p)):
-                m.d.comb += [wr.addr.eq(row_b), wr.data.eq(saturate(x_b + delta, vf)),
+                m.d.comb += [wr.addr.eq(row_b),
+                             wr.data.eq(self._alive(p, row_b, saturate(x_b + delta, vf))),
                              wr.en.eq(1)]
         return valid_a | valid_b
 
@@ -445,7 +459,7 @@ class PCLayer(wiring.Component):
         row_end = sS & row_pass & (sS_j == n_in - 1)
         for p in range(P):
             mu_val = Signal(signed(vf.width), name=f"mu_val{p}")
-            m.d.comb += mu_val.eq(saturate(mac.row_sum[p], vf))
+            m.d.comb += mu_val.eq(self._alive(p, sS_r, saturate(mac.row_sum[p], vf)))
             _, mu_wr = ports["mu"][p]
             _, x_wr = ports["x"][p]
             with m.If(row_end & valid[p]):

@@ -6,7 +6,7 @@
 are :func:`pchw.latency.command_latency`.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,6 +22,7 @@ class _Dest(enum.Enum, shape=2):
     X0 = 0        # inputs -> x_0
     XL = 1        # targets -> x_L
     PARAMS = 2    # WRITE_PARAMS -> W_l, b_l
+    MASKS = 3     # FAULT -> the dead-unit masks (fault-injection builds)
 
 
 class _Source(enum.Enum, shape=2):
@@ -42,6 +43,10 @@ class NetworkTop(wiring.Component):
     with ``ERR_OVERRUN`` (tie it to 0 where the link cannot lose bytes).
     ``payload_ram_style`` is the command payload buffer's Yosys ``ram_style``
     (:class:`~pchw.gateware.framing.FrameReceiver`).
+
+    With ``faults``, the build injects faults (``docs/faults.md``): FAULT sets the dead units of
+    every layer (registers, zero at reset), which the layer units hold at zero. Without, FAULT is
+    an unknown opcode and the build has none of this logic.
     """
 
     i_stream: In(stream.Signature(8))
@@ -49,12 +54,18 @@ class NetworkTop(wiring.Component):
     frame_abort: In(1)      # drop a partly received command (a link's inter-byte timeout)
     overrun: In(1)          # the link lost bytes here (its receive buffer was full)
 
-    def __init__(self, network, *, payload_ram_style=None):
+    def __init__(self, network, *, payload_ram_style=None, faults=False):
         self._net = network
         self._max_payload = protocol.max_payload(network)
         self._payload_ram_style = payload_ram_style
-        self.core = PCCore(network)
+        self._faults = faults
+        self.core = PCCore(network, faults=faults)
         super().__init__()
+
+    @property
+    def faults(self):
+        """Whether this build injects faults (the FAULT command)."""
+        return self._faults
 
     def elaborate(self, platform):
         m = Module()
@@ -140,6 +151,16 @@ class NetworkTop(wiring.Component):
         m.d.comb += [core.x_wdata.eq(value), core.p_wdata.eq(value),
                      core.x_layer.eq(dest == _Dest.XL)]
 
+        # -- fault injection: the FAULT payload, byte by byte; each layer's mask from its bytes ------
+        mask_bytes = []
+        if self._faults:
+            dead = []
+            for l, size in enumerate(protocol.fault_mask_bytes(net)):
+                layer_bytes = [Signal(8, name=f"dead{l}_{i}") for i in range(size)]
+                mask_bytes += layer_bytes
+                dead.append(Cat(*layer_bytes)[:n[l]])
+            m.d.comb += core.dead.eq(Cat(*dead))
+
         # -- serializer: values -> bytes on tx.i_payload ------------------------------------------
         source = Signal(_Source)
         out_word = Signal(32)
@@ -212,6 +233,15 @@ class NetworkTop(wiring.Component):
                                      word.eq(0), fetching.eq(0), ptr.eq(1),
                                      *walk_start(param_count[l_])]
                         m.next = "LOAD"
+                if self._faults:
+                    with m.Elif(info.opcode == Opcode.FAULT):
+                        with m.If(info.length != len(mask_bytes)):
+                            fail(Status.ERR_LENGTH)
+                        with m.Else():
+                            m.d.sync += [dest.eq(_Dest.MASKS), nbytes.eq(1), k.eq(0),
+                                         word.eq(0), fetching.eq(0), ptr.eq(0),
+                                         *walk_start(len(mask_bytes))]
+                            m.next = "LOAD"
                 with m.Else():
                     fail(Status.ERR_OPCODE)
 
@@ -231,6 +261,9 @@ class NetworkTop(wiring.Component):
                                 m.d.comb += core.x_we.eq(1)
                             with m.Case(_Dest.PARAMS):
                                 m.d.comb += core.p_we.eq(1)
+                            if self._faults:
+                                with m.Case(_Dest.MASKS):
+                                    m.d.sync += Array(mask_bytes)[index].eq(value[:8])
                         advance(m)
                         with m.If(count == 1):
                             m.next = "LOADED"
@@ -238,7 +271,7 @@ class NetworkTop(wiring.Component):
                         m.d.sync += [k.eq(k + 1), word.eq(value)]
             with m.State("LOADED"):
                 with m.Switch(dest):
-                    with m.Case(_Dest.PARAMS):
+                    with m.Case(_Dest.PARAMS, *([_Dest.MASKS] if self._faults else [])):
                         m.d.sync += [status.eq(Status.OK), reply_len.eq(0),
                                      source.eq(_Source.NONE)]
                         m.next = "HEADER"

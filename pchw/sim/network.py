@@ -54,9 +54,11 @@ def random_commands(network, samples, learn, seed=0):
 
 
 def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False,
-        build_dir=None, config=None, log_file=None, progress=None):
+        build_dir=None, config=None, log_file=None, progress=None, faults=False):
     """Simulate ``commands`` (frames) on ``network``'s Verilog; returns the testbench summary
-    (with ``run_dir``, where the simulator ran and left its waveforms).
+    (with ``run_dir``, where the simulator ran and left its waveforms). ``faults``: a
+    fault-injection build (FAULT sets dead units; ``docs/faults.md``), checked against the
+    device model with fault injection.
 
     ``log_file`` takes the tools' output instead of the terminal (see
     :func:`pchw.sim.runner.simulate`); ``progress(done, total)`` is called from another thread,
@@ -70,14 +72,16 @@ def run(network, simulator, commands, *, gaps=0.0, backpressure=0.0, waves=False
         If the simulator is not installed.
     """
     name = verilog.module_name(network)
-    text = verilog.generate(network, name)
+    text = verilog.generate(network, name, faults=faults)
     build_dir = build_dir or runner.build_dir_for(
-        config or f"{name}-{protocol.network_id(network).hex()}", simulator)
+        config or f"{name}-{protocol.network_id(network).hex()}{'-faults' if faults else ''}",
+        simulator)
     with tempfile.TemporaryDirectory() as tmp:
         summary_path = Path(tmp) / "summary.json"
         network.save(Path(tmp) / "model")       # exactly the network the Verilog was made from
         data = {"model": str(Path(tmp) / "model"), "commands": [c.hex() for c in commands],
-                "gaps": gaps, "backpressure": backpressure, "summary": str(summary_path)}
+                "gaps": gaps, "backpressure": backpressure, "summary": str(summary_path),
+                "faults": faults}
         watcher = None
         if progress is not None:
             data["progress"] = str(Path(tmp) / "progress")

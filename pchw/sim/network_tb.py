@@ -106,7 +106,7 @@ async def commands_match_device_model(dut):
     no reply is missing or late, and nothing follows the last one."""
     data = load_test_data()
     network = pchw.load(data["model"])
-    device = protocol.DeviceModel(network)
+    device = protocol.DeviceModel(network, faults=bool(data.get("faults")))
     exact_timing = not data["gaps"] and not data["backpressure"]
     tb = TB(dut, gaps=data["gaps"], backpressure=data["backpressure"])
     await tb.reset()

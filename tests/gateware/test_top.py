@@ -11,12 +11,13 @@ from pchw.latency import command_latency
 from pchw.protocol import Opcode
 
 
-def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_000):
+def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_000,
+            faults=False):
     """Send ``commands`` (bytes) to a NetworkTop, one after the other, each as soon as the
     previous reply is complete. Returns [(reply bytes, latency)]; latency counts cycles from
     the last byte accepted (for a too-long frame, its high length byte: the device answers
     before the rest arrives) to the first reply byte valid."""
-    top = NetworkTop(network)
+    top = NetworkTop(network, faults=faults)
     rng = np.random.default_rng(seed)
     results = []
 
@@ -81,9 +82,9 @@ def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_0
     return results
 
 
-def check_against_model(network, commands, **kwargs):
-    device = protocol.DeviceModel(network)
-    results = run_top(network, commands, **kwargs)
+def check_against_model(network, commands, faults=False, **kwargs):
+    device = protocol.DeviceModel(network, faults=faults)
+    results = run_top(network, commands, faults=faults, **kwargs)
     for command, (reply, _) in zip(commands, results):
         assert [reply] == device.feed(command), f"reply to {command[:8].hex()}..."
         if command[:1] == bytes([protocol.SYNC_COMMAND]):
@@ -234,3 +235,36 @@ def test_overrun_mark():
     assert replies[5][0] == protocol.reply_frame(S.ERR_OVERRUN, bytes([Opcode.INFER]), tag=0)
     # The mark is taken at the edge before cycle 1: an error reply's latency.
     assert replies[1][2] == command_latency(network, Opcode.IDENTIFY)
+
+
+@pytest.mark.parametrize("mode", ["standard", "fixed_prediction", "incremental"])
+def test_fault_command(mode):
+    """A fault-injection build (docs/faults.md): FAULT kills units of the input, hidden and
+    output layers, and INFER, LEARN and READ_PARAMS stay byte- and cycle-exact with the device
+    model with fault injection; a FAULT with no dead unit brings the intact network back; a
+    FAULT of the wrong length is refused."""
+    network = small_network(mode=mode, weight_rounding="stochastic")
+    rng = np.random.default_rng(3)
+    faulty = good_commands(network, rng, 3)
+    commands = ([protocol.fault_command(network, [[1, 4], [0, 3, 6], [2]], tag=9)] + faulty
+                + [protocol.command_frame(Opcode.FAULT, b"\x00", tag=5),
+                   protocol.fault_command(network, [[], [], []], tag=7)]
+                + good_commands(network, rng, 1))
+    device, results = check_against_model(network, commands, faults=True)
+    statuses = [protocol.parse_reply(reply)[0] for reply, _ in results]
+    assert statuses[0] == statuses[-5] == protocol.Status.OK
+    assert statuses[len(faulty) + 1] == protocol.Status.ERR_LENGTH
+    for command, (_, latency) in zip(commands, results):
+        opcode, payload, _ = protocol.parse_command(command)
+        if opcode == Opcode.FAULT and len(payload) == sum(protocol.fault_mask_bytes(network)):
+            assert latency == command_latency(network, opcode)
+    # the dead units mattered: an intact device answers the same commands otherwise
+    intact = protocol.DeviceModel(network)
+    assert [intact.feed(c) for c in faulty] != [[r] for r, _ in results[1:1 + len(faulty)]]
+
+
+def test_fault_command_needs_a_fault_injection_build():
+    network = small_network(mode="standard")
+    command = protocol.fault_command(network, [[0], [], []], tag=3)
+    _, results = check_against_model(network, [command])
+    assert protocol.parse_reply(results[0][0])[0] == protocol.Status.ERR_OPCODE
