@@ -13,18 +13,13 @@ from datetime import date
 from pathlib import Path
 
 import pchw
-from pchw.latency import command_latency, core_infer_cycles, core_learn_cycles, macs_per_sample
+from pchw import boards
+from pchw.latency import command_latency, core_infer_cycles, core_learn_cycles, mac_utilisation
 from pchw.protocol import Opcode
 from pchw.sim.network import run_dataset
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ["xor", "iris", "digits"]
-
-
-def utilisation(network, macs, cycles):
-    """MACs done / (multipliers on the chip x cycles): how busy the MAC lanes are."""
-    multipliers = sum(network.lanes)
-    return macs / (multipliers * cycles)
 
 
 def main():
@@ -36,15 +31,16 @@ def main():
         network = pchw.load(f"models/{name}")
         infer = core_infer_cycles(network)
         learn = infer + core_learn_cycles(network)          # a LEARN runs the feedforward first
+        # The multipliers instantiated (two a lane; the count is the same on every board).
+        multipliers = boards.estimate(network, boards.board("ulx3s-85f")).multipliers
         row = {"model": name, "layers": list(network.layers), "lanes": list(network.lanes),
                "mode": network.pc.mode, "T": network.pc.inference_steps,
                "core_cycles_infer": infer, "core_cycles_learn": learn,
                "latency_infer": command_latency(network, Opcode.INFER),
                "latency_learn": command_latency(network, Opcode.LEARN),
-               "mac_utilisation_infer": utilisation(
-                   network, macs_per_sample(network, False), infer),
-               "mac_utilisation_learn": utilisation(
-                   network, macs_per_sample(network, True), learn)}
+               "multipliers": multipliers,
+               "mac_utilisation_infer": mac_utilisation(network, multipliers, False),
+               "mac_utilisation_learn": mac_utilisation(network, multipliers, True)}
         for simulator in ("icarus", "verilator"):
             samples = max(2, args.samples // 8) if simulator == "icarus" else args.samples
             summary = run_dataset(network, simulator, samples, True)
@@ -53,8 +49,9 @@ def main():
         rows.append(row)
         print(row, flush=True)
     lines = [f"Generated circuits, {date.today()}, {platform.machine()}; cycles from "
-             "pchw/latency.py (held exact by the tests); utilisation = MACs per sample / "
-             "(multipliers x core cycles); simulation speed of the cocotb testbench.", "",
+             "pchw/latency.py (held exact by the tests); utilisation = necessary MACs per "
+             "sample (pchw.schedule.Schedule.necessary) / (multipliers instantiated x core "
+             "cycles); simulation speed of the cocotb testbench.", "",
              "| model | lanes | core cycles / inference | core cycles / learning sample | "
              "MAC utilisation infer / learn | latency INFER / LEARN (cycles) | "
              "sim cycles/s Icarus | sim cycles/s Verilator |",
