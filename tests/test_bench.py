@@ -103,3 +103,40 @@ def test_pc_defaults_table_judges_against_the_bounds():
     text = bench.markdown(result)
     assert "| -0.50 (within) | 1.0 | quiet |" in text
     assert "| -3.00 (**outside**) | 2.0 | quiet |" in text
+
+
+def test_board_throughput_ratios_count_necessary_macs(monkeypatch):
+    """xor (2-8-2, standard, T = 8) on the iCEBreaker without a build: 32 MACs to infer, 320 of
+    the 448 a learning sample performs are necessary (not the 8 re-predictions of layer 1, 16
+    MACs each); the device's 8 multipliers, all instantiated (the estimate)."""
+    bench = _bench("board_throughput")
+    monkeypatch.setattr(bench, "current_report", lambda *args: None)
+    r = bench.row("xor", "icebreaker", allow_build=False)
+    infer, learn = r["core_cycles_infer"], r["core_cycles_learn"]
+    assert (r["macs_learn"], r["necessary_macs_infer"], r["necessary_macs_learn"]) == \
+        (448, 32, 448 - 8 * 16)
+    assert (r["device_multipliers"], r["multipliers_instantiated"], r["multipliers_source"]) == \
+        (8, 8, "estimate")
+    assert r["ratio_to_limit_infer"] == r["utilisation_infer"] == 32 / (8 * infer)
+    assert r["ratio_to_limit_learn"] == r["utilisation_learn"] == 320 / (8 * learn)
+    assert sum(p["cycles"] for p in r["phases_learn"].values()) == learn
+    assert r["phases_learn"]["predict"]["macs"] == 2 * r["phases_learn"]["predict"][
+        "necessary_macs"]
+    assert "| xor | icebreaker | 2/2 |" in bench.markdown([r])
+
+
+def test_board_throughput_results_keep_their_keys():
+    """The committed results: one record per committed model and board, with the keys issue 11
+    names, the ratios on necessary MACs."""
+    import json
+    bench = _bench("board_throughput")
+    rows = json.loads((BENCH / "results" / "board_throughput.json").read_text())
+    assert sorted((r["model"], r["board"]) for r in rows) == \
+        sorted((m, b) for m in bench.MODELS for b in bench.BOARDS)
+    for r in rows:
+        assert {"model", "board", "fmax_mhz", "timing_met", "ratio_to_limit_infer",
+                "ratio_to_limit_learn", "utilisation_infer", "utilisation_learn"} <= set(r)
+        assert r["ratio_to_limit_learn"] == pytest.approx(
+            r["necessary_macs_learn"] / (r["device_multipliers"] * r["core_cycles_learn"]))
+        assert r["utilisation_learn"] == pytest.approx(
+            r["necessary_macs_learn"] / (r["multipliers_instantiated"] * r["core_cycles_learn"]))
