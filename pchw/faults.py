@@ -26,6 +26,7 @@ and float backprop fine-tuning of the damaged network.
 """
 
 import math
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from .fixedpoint import srhash32
 
 __all__ = ["FaultSpec", "DeadUnits", "StuckWeights", "Faults", "FaultyArith", "damage",
            "apply_upsets", "upset_positions", "surviving_network", "recovery", "upset_run",
-           "UPSET_TAG"]
+           "on_chip_segment", "plot_recovery", "UPSET_TAG"]
 
 #: The ``layer`` field of the hash that places upsets (stochastic rounding uses 1..L).
 UPSET_TAG = 0
@@ -489,6 +490,40 @@ def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epo
         "accuracy_reference_backprop": bp_curve[-1][1],
         "reference_backprop_curve": bp_curve,
     }
+
+
+def on_chip_segment(network, data, spec, count, *, simulator="verilator", seed=0):
+    """The first ``count`` LEARN commands of :func:`recovery` (same order) on the simulated
+    circuit of a fault-injection build: IDENTIFY, FAULT with ``spec``'s dead units, the LEARN
+    commands, READ_PARAMS of every layer, each reply compared byte for byte with the golden
+    device model (:mod:`pchw.sim.network_tb`). Dead units only: the circuit does not inject
+    stuck-at weights or upsets yet. Returns the testbench's summary (``mismatches`` 0, or
+    :class:`~pchw.sim.runner.SimulationFailed` is raised)."""
+    from . import protocol
+    from .sim.network import run
+    if spec.stuck or spec.upset_rate:
+        raise PchwError("the circuit injects dead units only (no stuck-at weights or upsets)")
+    faults = spec.resolve(network)
+    f0, fL = network.value_format(0), network.value_format(network.L)
+    targets = data.one_hot(data.y_train)
+    order = np.concatenate(_orders(len(data.x_train), -(-count // len(data.x_train)), seed))
+    commands = [protocol.identify_command(), protocol.fault_command(network, faults.dead)]
+    commands += [protocol.learn_command(network, f0.quantise(data.x_train[i]),
+                                        fL.quantise(targets[i])) for i in order[:count]]
+    commands += [protocol.read_params_command(l) for l in range(1, network.L + 1)]
+    with tempfile.NamedTemporaryFile("w", prefix="pchw-faults-", suffix=".log",
+                                     delete=False) as log:
+        pass
+    try:
+        summary = run(network, simulator, commands, faults=True, log_file=log.name)
+    except Exception as error:
+        error.args = (f"{error.args[0] if error.args else error} (simulator log: {log.name})",)
+        raise
+    Path(log.name).unlink()
+    return {"simulator": simulator, "learn_commands": int(count),
+            "replies": summary["replies"], "mismatches": summary["mismatches"],
+            "simulated_cycles": summary["simulated_cycles"],
+            "seconds": round(summary["seconds"], 1)}
 
 
 def upset_run(network, data, spec, *, epochs=1, learn=True, points_per_epoch=8, seed=0):

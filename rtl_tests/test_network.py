@@ -17,8 +17,8 @@ from pchw.latency import command_latency
 from pchw.sim.network import TESTBENCH, dataset_commands, run
 
 from .harness import (
-    AMARANTH_WAIVERS, SIMULATORS, SimulationFailed, Waiver, build_dir_for, lint, simulate as
-    simulate_design, tools_or_skip, verilog_of,
+    AMARANTH_WAIVERS, SIMULATORS, SimulationFailed, Waiver, build_dir_for, lint,
+    require_simulator, simulate as simulate_design, tools_or_skip, verilog_of,
 )
 
 CUSTOM = {
@@ -110,6 +110,20 @@ def test_fault_injection_build(simulator, tmp_path_factory):
     assert summary["mismatches"] == 0 and summary["replies"] == len(commands)
     assert summary["latency_cycles"]["FAULT"] == [
         command_latency(network, protocol.Opcode.FAULT)]
+
+
+def test_pchw_faults_on_chip_segment(capsys):
+    """`pchw faults --on-chip N`: the first N LEARN commands of the recovery run on the
+    simulated fault-injection build, every reply equal to the golden model's."""
+    from pchw.cli import main
+    require_simulator("verilator")
+    assert main(["faults", "models/xor", "--kill", "0.5", "--epochs", "1",
+                 "--reference-epochs", "1", "--on-chip", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "FAULT and 12 LEARN commands of the recovery, then READ_PARAMS: 16 replies, 0 " \
+           "differ from the golden model" in out
+    assert main(["faults", "models/xor", "--stuck", "0.5", "--on-chip", "4"]) == 1
+    assert "the circuit injects dead units only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

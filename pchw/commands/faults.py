@@ -47,6 +47,12 @@ def add_arguments(parser, common):
                         help="epochs of the from-scratch reference (default max(30, --epochs))")
     parser.add_argument("--order-seed", type=int, default=0, metavar="N",
                         help="sample-order seed (default 0)")
+    parser.add_argument("--on-chip", type=int, default=0, metavar="N",
+                        help="also run the first N LEARN commands of the recovery on the "
+                        "simulated circuit of a fault-injection build (Verilator; dead units "
+                        "only), every reply checked bit for bit against the golden model")
+    parser.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                        help="simulator of --on-chip (default verilator)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the curves (matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write the record as JSON")
 
@@ -99,9 +105,20 @@ def run(args):
     spec = spec_from_args(args, network)
     data = _dataset_for(network, args)
     _progress(f"pchw faults: {network.name or args.model}, {spec.describe()}")
+    if args.on_chip < 0:
+        raise PchwError("--on-chip must be at least 0")
+    if args.on_chip and (spec.stuck or spec.upset_rate):
+        raise PchwError("--on-chip: the circuit injects dead units only so far (stuck-at "
+                        "weights and upsets are in the golden model); drop --on-chip or those")
     record = recovery(network, data, spec, epochs=args.epochs,
                       reference_epochs=args.reference_epochs, seed=args.order_seed,
                       progress=_progress)
+    if args.on_chip:
+        from ..faults import on_chip_segment
+        _progress(f"  on chip: the first {args.on_chip} LEARN commands on {args.simulator}, "
+                  "every reply against the golden model")
+        record["on_chip"] = on_chip_segment(network, data, spec, args.on_chip,
+                                            simulator=args.simulator, seed=args.order_seed)
     print(f"faults: {record['description']} (seed {spec.seed}); surviving "
           f"{'-'.join(map(str, record['surviving_layers']))}")
     rows = [("intact", record["accuracy_intact"]),
@@ -116,6 +133,11 @@ def run(args):
         print(f"  {label:58s} {value:7.2%}")
     print("recovery curve (epochs: test accuracy): " + ", ".join(
         f"{e:.2f}: {a:.2%}" for e, a in record["curve"]))
+    if "on_chip" in record:
+        chip = record["on_chip"]
+        print(f"on chip ({chip['simulator']}, fault-injection build): FAULT and "
+              f"{chip['learn_commands']} LEARN commands of the recovery, then READ_PARAMS: "
+              f"{chip['replies']} replies, {chip['mismatches']} differ from the golden model")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
