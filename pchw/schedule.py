@@ -173,9 +173,10 @@ class Schedule:
         - a prediction ``mu_l = W_l phi_{l-1}`` (``PREDICT``) is not, when neither ``x_{l-1}``
           nor ``W_l`` has changed since ``mu_l`` was last computed: it would recompute the same
           ``mu_l``. Standard mode re-predicts layer 1 in every relaxation step although
-          ``x_0`` is clamped and ``W_1`` changes only in ``UPDATE``; in incremental mode the
-          first re-prediction of layer 1 is of the same kind (``W_1``'s first update is zero,
-          see below), the later ones are necessary.
+          ``x_0`` is clamped and ``W_1`` changes only in ``UPDATE``; in incremental mode so
+          are the re-predictions of layer 1 until ``W_1`` first changes (its updates are zero
+          while ``eps_1`` is, see below: one relaxation with two weight layers), the later
+          ones are necessary.
         - a message ``W_l^T eps_l`` (``RELAX``, ``l >= 2``) is not, when ``eps_l`` is known to
           be zero, or when neither ``eps_l`` nor ``W_l`` has changed since the last message
           of ``l`` (a design can keep it: ``n_{l-1}`` values). The feedforward sets
