@@ -15,7 +15,7 @@ relaxation steps. Figures: docs/pc-oscillation-{accuracy,energy}.png.
 
 A benchmark, not a test. Writes bench/results/pc_defaults.{md,json}.
 Usage: python bench/pc_defaults.py [--jobs N] [--epochs N] [--only NAME ...] [--modes ...]
-       [--no-diagnosis | --diagnosis-only] [--markdown-only]
+       [--no-diagnosis | --diagnosis-only] [--merge] [--markdown-only]
 """
 
 import argparse
@@ -45,7 +45,13 @@ DOCS = ROOT / "docs"
 NETWORKS = {"digits-64-16-10": ("digits", [64, 16, 10]),
             "digits-64-32-10": ("digits", [64, 32, 10]),
             "wine-13-16-3": ("wine", [13, 16, 3]),
-            "breast_cancer-30-16-2": ("breast_cancer", [30, 16, 2])}
+            "breast_cancer-30-16-2": ("breast_cancer", [30, 16, 2]),
+            # Deeper (issue 17 asks for 1-3 hidden layers); run with --only ... --merge.
+            "digits-64-32-16-10": ("digits", [64, 32, 16, 10]),
+            "wine-13-16-16-3": ("wine", [13, 16, 16, 3]),
+            "breast_cancer-30-16-16-16-2": ("breast_cancer", [30, 16, 16, 16, 2])}
+#: The networks of issue 17's table, run by default.
+TABLE = ("digits-64-16-10", "digits-64-32-10", "wine-13-16-3", "breast_cancer-30-16-2")
 #: "old": what `pchw init` wrote before issue 17, for every network.
 OLD = PCSettings(mode="standard", inference_steps=8, inference_rate=0.5, learning_rate=2.0 ** -5)
 MODES = ("default", "standard", "incremental", "old")
@@ -242,6 +248,8 @@ def main():
     parser.add_argument("--no-diagnosis", action="store_true", help="skip the float diagnosis")
     parser.add_argument("--diagnosis-only", action="store_true",
                         help="rerun only the diagnosis, keeping pc_defaults.json's table")
+    parser.add_argument("--merge", action="store_true",
+                        help="add these runs to pc_defaults.json (replacing the same ones)")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite pc_defaults.md (and the figures) from pc_defaults.json")
     args = parser.parse_args()
@@ -257,7 +265,7 @@ def main():
         (RESULTS / "pc_defaults.json").write_text(json.dumps(result, indent=2) + "\n")
         figures(result["diagnosis"], result)
     else:
-        names = args.only or list(NETWORKS)
+        names = args.only or list(TABLE)
         start = time.perf_counter()
         # Longest first: standard and incremental PC relax T steps per sample.
         tasks = [(n, m, args.epochs) for m in args.modes for n in names]
@@ -270,15 +278,20 @@ def main():
             pc = pool.map(pc_run, tasks)
             runs = backprop.get() + pc
             diagnosis = diagnosis.get() if diagnosis else []
+        if diagnosis:
+            figures(diagnosis, {"runs": runs})
+        if args.merge:
+            old = json.loads((RESULTS / "pc_defaults.json").read_text())
+            new = {(r["network"], r["run"]) for r in runs}
+            runs = [r for r in old["runs"] if (r["network"], r["run"]) not in new] + runs
+            diagnosis = diagnosis or old["diagnosis"]
         result = {"date": str(date.today()),
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                              f"{platform.python_version()}, NumPy {np.__version__}",
                   "epochs": args.epochs, "runs": runs, "diagnosis": diagnosis,
-                  "seconds": time.perf_counter() - start}
+                  "seconds": time.perf_counter() - start + (old["seconds"] if args.merge else 0)}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "pc_defaults.json").write_text(json.dumps(result, indent=2) + "\n")
-        if diagnosis:
-            figures(diagnosis, result)
     text = markdown(result)
     (RESULTS / "pc_defaults.md").write_text(text)
     print(text)
