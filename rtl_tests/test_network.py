@@ -295,6 +295,19 @@ def random_network(seed):
                    random_format()), pc=pc, name=f"random{seed}", init_seed=seed)
 
 
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("seed", range(4))
+def test_random_networks_against_the_device_model(seed, simulator):
+    """Differential: seeded random networks (depth 1-3, sizes 1-7, every activation and mode,
+    8-24-bit formats, both roundings, lanes that need not divide the layer) through the
+    simulated circuit, every reply and latency against the golden device model."""
+    network = random_network(100 + seed)
+    commands = random_commands(network, np.random.default_rng(seed), 2)
+    with tools_or_skip():
+        summary = run(network, simulator, commands, config=f"random{100 + seed}")
+    assert summary["mismatches"] == 0 and summary["replies"] == len(commands)
+
+
 @pytest.mark.parametrize("name", ["digits", "odd-5-7-3"])
 def test_verilog_lints_clean(name, tmp_path_factory, tmp_path):
     """`verilator --lint-only -Wall`: no warning except the justified waivers above."""
