@@ -448,15 +448,25 @@ def _markdown(r):
 
 # -- the entry points ---------------------------------------------------------------------------
 
+_SOURCE_LOCATION = re.compile(r"^\s*attribute \\src .*\n", re.M)
+
+
 def build_key(plan, tools):
-    """The content hash a build is cached under: every file of the build plan (the Verilog, the
-    constraints, the script) and the tools that run it (their commands, and the version of the
-    package or the size and time of the program). The same key means the same bitstream."""
+    """The content hash a build is cached under: every file of the build plan (the design's
+    RTLIL, the constraints, the script) and the tools that run it (their commands, and the
+    version of the package or the size and time of the program). Source-location attributes
+    (RTLIL's ``attribute \\src``, Python line numbers) and the debug Verilog (which no tool
+    reads) do not count: an edit that only moves lines of pchw's code keeps the key. The same
+    key means the same design and tools."""
     digest = hashlib.sha256()
     for filename in sorted(plan.files):
+        if filename.endswith(".debug.v"):         # for people to read; no tool reads it
+            continue
         content = plan.files[filename]
+        if isinstance(content, str):
+            content = _SOURCE_LOCATION.sub("", content).encode()
         digest.update(f"{filename}\0{len(content)}\0".encode())
-        digest.update(content.encode() if isinstance(content, str) else bytes(content))
+        digest.update(bytes(content))
     for tool, command in sorted(tools.items()):
         digest.update(f"{tool}\0{command}\0{_tool_identity(command)}\0".encode())
     return digest.hexdigest()

