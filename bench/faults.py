@@ -10,7 +10,10 @@ model (``pchw.faults``, ``docs/faults.md``):
   network (same epochs, order and learning rate);
 - stuck-at weights: 10% and 30% of every weight matrix stuck at 0;
 - single-event upsets in the weight memory: accuracy over an epoch at several rates (bit flips
-  per LEARN command), with on-chip learning on and off.
+  per LEARN command), with on-chip learning on and off;
+- an on-chip segment: the first ``--on-chip`` LEARN commands of the first scenario on the
+  simulated circuit of a fault-injection build (Verilator), every reply bit-exact with the
+  golden model that ran the whole curve.
 
 A benchmark, not a test. Writes bench/results/faults.{json,md,png}.
 Usage: python bench/faults.py [--quick]
@@ -30,8 +33,8 @@ import numpy as np  # noqa: E402
 
 import pchw  # noqa: E402
 from pchw.datasets import load_dataset  # noqa: E402
-from pchw.faults import (DeadUnits, FaultSpec, StuckWeights, plot_recovery,  # noqa: E402
-                         recovery, upset_run)
+from pchw.faults import (DeadUnits, FaultSpec, StuckWeights, on_chip_segment,  # noqa: E402
+                         plot_recovery, recovery, upset_run)
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
@@ -70,6 +73,8 @@ def pct(v):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one scenario, one upset rate")
+    parser.add_argument("--on-chip", type=int, default=200, metavar="N",
+                        help="LEARN commands of the on-chip segment (default 200; 0: none)")
     args = parser.parse_args()
     started = time.time()
     records, upsets = [], []
@@ -86,6 +91,9 @@ def main():
         record["accuracy_reference_scratch_same_epochs"] = scratch[epochs]
         record["gap_to_scratch_points"] = round(
             100 * (record["accuracy_reference_scratch"] - record["accuracy_recovered"]), 2)
+        if args.on_chip and not records:
+            record["on_chip"] = on_chip_segment(network, data, spec, args.on_chip)
+            print(f"  on chip: {record['on_chip']}", flush=True)
         records.append(record)
 
     network = pchw.load(ROOT / "models" / "digits")
@@ -166,6 +174,12 @@ def _markdown(meta, records, upsets):
         lines.append(f"| {u['fault']['upsets']['rate']:g} | {pct(u['accuracy_intact'])} | "
                      f"{pct(u['accuracy_end_learning_off'])} | {pct(u['min_learning_off'])} | "
                      f"{pct(u['accuracy_end_learning_on'])} | {pct(u['min_learning_on'])} |")
+    chip = next((r["on_chip"] for r in records if "on_chip" in r), None)
+    if chip:
+        lines += ["", f"On chip: the first {chip['learn_commands']} LEARN commands of the first "
+                  f"scenario on the simulated fault-injection build ({chip['simulator']}): "
+                  f"{chip['replies']} replies, {chip['mismatches']} differ from the golden model "
+                  f"({chip['simulated_cycles']:,} cycles)."]
     return "\n".join(lines) + "\n"
 
 
