@@ -176,10 +176,20 @@ def cmd_init(args):
 
 def cmd_train(args):
     network = load(args.model)
-    if args.mode:
-        network = network.with_settings(mode=args.mode)
     if args.init is not None:
         network = network.with_params(*network.init_params(args.init))
+    if args.mode and args.mode != network.pc.mode:
+        # The model's T and gamma were chosen for its own mode: derive the relaxation for the
+        # other mode from the network, as pchw init does (pchw.defaults, docs/pc-math.md).
+        from .defaults import LEARNING_RATE, default_settings
+        derived = default_settings(network, args.mode)
+        eta = network.pc.learning_rate * derived.learning_rate / LEARNING_RATE
+        network = network.with_settings(mode=args.mode, inference_steps=derived.inference_steps,
+                                        inference_rate=derived.inference_rate,
+                                        learning_rate=eta)
+        _progress(f"--mode {args.mode}: T = {derived.inference_steps}, gamma = "
+                  f"{derived.inference_rate:g}, eta = {eta:g}, derived from the network "
+                  "(pchw.defaults; the model's own settings are for its mode)")
     if args.output:
         _output_folder(args.output, "-o")
     data = _dataset_for(network, args)

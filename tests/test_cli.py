@@ -42,6 +42,24 @@ def test_train_saves_and_eval_reads_back(xor_model, tmp_path, capsys):
     assert "fixed-point inference" in capsys.readouterr().out
 
 
+def test_train_in_another_mode_derives_its_relaxation(tmp_path, capsys):
+    """`train --mode standard` of a fixed_prediction model (T = 1, gamma = 1, unstable for
+    standard PC) runs standard PC at the T and gamma pchw.defaults derives, and says so."""
+    from pchw.defaults import default_settings
+    path = tmp_path / "m"
+    assert main(["init", str(path), "--layers", "4,8,3", "--dataset", "iris"]) == 0
+    network = pchw.load(path)
+    assert network.pc.mode == "fixed_prediction" and network.pc.inference_rate == 1
+    derived = default_settings(network, "standard")
+    capsys.readouterr()
+    assert main(["train", str(path), "--mode", "standard", "--epochs", "1",
+                 "--no-backprop"]) == 0
+    err = capsys.readouterr().err
+    assert (f"--mode standard: T = {derived.inference_steps}, gamma = "
+            f"{derived.inference_rate:g}") in err
+    assert derived.inference_rate < 1
+
+
 def test_golden_learn_writes_updates(xor_model, tmp_path, capsys):
     x, y = tmp_path / "x.npy", tmp_path / "y.npy"
     np.save(x, np.array([[0.0, 1.0], [1.0, 1.0]]))
