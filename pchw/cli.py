@@ -16,6 +16,7 @@ from .defaults import DEFAULT_MODE, default_settings
 from .errors import PchwError
 from .golden import make_model
 from .network import ACTIVATIONS, MODES, Network, load
+from .faults import BUILD_OPTION_HELP as FAULTS_HELP
 from .serve import SIM_BAUD, SIM_CLOCK_HZ
 from .train import accuracy, epoch_order, train_backprop, train_pc
 
@@ -635,9 +636,7 @@ def _parser():
     model_arg(q)
     q.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file")
     q.add_argument("--top", metavar="NAME", help="top module name (default pchw_<model name>)")
-    q.add_argument("--faults", action="store_true",
-                   help="a fault-injection build: the FAULT command sets dead units "
-                   "(docs/faults.md); a normal build has none of its logic")
+    q.add_argument("--faults", action="store_true", help=FAULTS_HELP)
     q.set_defaults(func=cmd_verilog)
 
     q = sub.add_parser("sim", help="simulate the Verilog against the golden model (cocotb)",
@@ -731,9 +730,7 @@ def _parser():
     q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
-    q.add_argument("--faults", action="store_true",
-                   help="a fault-injection build: the FAULT command sets dead units "
-                   "(docs/faults.md); a normal build has none of its logic")
+    q.add_argument("--faults", action="store_true", help=FAULTS_HELP)
     q.add_argument("--rebuild", action="store_true",
                    help="run the tools even if the folder holds a finished build of the same "
                    "design with the same tools (by default that one is reused, in seconds)")

@@ -45,6 +45,9 @@ __all__ = ["FaultSpec", "DeadUnits", "StuckWeights", "Faults", "FaultyArith", "d
 UPSET_TAG = 0
 #: The seed is a field of the hash: 24 bits.
 MAX_SEED = (1 << 24) - 1
+#: ``--faults`` of the commands that build or serve a circuit.
+BUILD_OPTION_HELP = ("a fault-injection build: the FAULT command sets dead units at run time "
+                     "(docs/faults.md, Device.set_dead); a normal build has none of its logic")
 
 
 def _fail(where, message):

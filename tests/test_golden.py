@@ -16,15 +16,22 @@ from .reference_pc import Reference
 ACTIVATION_SPECS = ["identity", "relu", "hardtanh", {"name": "leaky_relu", "slope": 0.25}]
 
 
-@st.composite
-def networks(draw):
+def _topology(draw, min_width, max_width):
+    """Depth 1..3, sizes 1..4, any activations, and a drawer of formats ``min_width`` to
+    ``max_width`` bits wide: ``(L, layers, activations, fmt)``."""
     L = draw(st.integers(1, 3))
     layers = [draw(st.integers(1, 4)) for _ in range(L + 1)]
     activations = [draw(st.sampled_from(ACTIVATION_SPECS)) for _ in range(L)]
 
     def fmt():
-        width = draw(st.integers(4, 20))
+        width = draw(st.integers(min_width, max_width))
         return Format(width, draw(st.integers(0, width - 1)))
+    return L, layers, activations, fmt
+
+
+@st.composite
+def networks(draw):
+    L, layers, activations, fmt = _topology(draw, 4, 20)
     formats = Formats(fmt(), fmt(),
                       {l: fmt() for l in range(L + 1) if draw(st.booleans())},
                       {l: fmt() for l in range(1, L + 1) if draw(st.booleans())})
@@ -346,13 +353,7 @@ def test_every_narrowing_is_exact_at_wide_formats(kind, width, rounding):
 
 @st.composite
 def wide_networks(draw):
-    L = draw(st.integers(1, 3))
-    layers = [draw(st.integers(1, 4)) for _ in range(L + 1)]
-    activations = [draw(st.sampled_from(ACTIVATION_SPECS)) for _ in range(L)]
-
-    def fmt():
-        width = draw(st.integers(24, 32))
-        return Format(width, draw(st.integers(0, width - 1)))
+    L, layers, activations, fmt = _topology(draw, 24, 32)
     pc = dict(mode=draw(st.sampled_from(["standard", "fixed_prediction", "incremental"])),
               inference_steps=draw(st.integers(0, 3)),
               inference_rate=2.0 ** -draw(st.integers(0, 30)),

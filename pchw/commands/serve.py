@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import PchwError
+from ..faults import BUILD_OPTION_HELP
 from ..network import load
 from ..serve import SIM_BAUD, SIM_CLOCK_HZ
 
@@ -32,9 +33,7 @@ def add_arguments(parser, common):
     parser.add_argument("--link", metavar="PATH",
                         help="also make PATH a symbolic link to the pty (a fixed name for "
                         "scripts)")
-    parser.add_argument("--faults", action="store_true",
-                        help="a fault-injection build: the FAULT command sets dead units "
-                        "(docs/faults.md; Device.set_dead)")
+    parser.add_argument("--faults", action="store_true", help=BUILD_OPTION_HELP)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the simulator's build and run output")
 
