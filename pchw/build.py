@@ -411,7 +411,7 @@ def _markdown(r):
         clock = "board clock" if not r.get("pll") else (
             f"clock (PLL {', '.join(f'{k}={v}' for k, v in r['pll'].items())} from the "
             f"{r['oscillator_hz'] / 1e6:g} MHz oscillator)")
-        lines += [f"## Timing", "", f"Fmax {f['achieved_mhz']} MHz against the "
+        lines += ["## Timing", "", f"Fmax {f['achieved_mhz']} MHz against the "
                   f"{f['target_mhz']} MHz {clock}: timing {verdict}."]
         if f.get("unanalysed_clocks"):
             lines += ["", "Not verified: paths through "
@@ -435,8 +435,8 @@ def _markdown(r):
                          f"{t['link_latency_cycles']} | {t['samples_per_s_compute']:,.0f} | "
                          f"{t['samples_per_s_uart']:,.0f} |")
     lines += ["", "The UART column sends one command at a time and waits for its reply "
-              f"(10 bits a byte). `pchw build --clock MHZ` runs the design nearer its Fmax "
-              f"through the board's PLL.", "", "## Build", "",
+              "(10 bits a byte). `pchw build --clock MHZ` runs the design nearer its Fmax "
+              "through the board's PLL.", "", "## Build", "",
               "| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {s} |" for stage, s in r["stage_seconds"].items()]
     lines += ["", "Tools: " + ", ".join(f"{k} = `{v}`" for k, v in r["tools"].items()) + ".",

@@ -17,14 +17,14 @@ from .errors import PchwError
 from .golden import make_model
 from .network import ACTIVATIONS, MODES, Network, load
 from .faults import BUILD_OPTION_HELP as FAULTS_HELP
+from .progress import Progress, say
 from .serve import SIM_BAUD, SIM_CLOCK_HZ
 from .train import accuracy, epoch_order, train_backprop, train_pc
 
 __all__ = ["main"]
 
 
-def _progress(message):
-    print(message, file=sys.stderr, flush=True)
+_progress = say       # every message and progress line goes through pchw.progress
 
 
 def _warning(message):
@@ -199,20 +199,24 @@ def cmd_train(args):
 
     def run(label, train):
         start = time.perf_counter()
+        bar = Progress(f"{label}: samples of the epoch", quiet_off_terminal=True)
 
         def progress(epoch, acc):
+            bar.close()
             _progress(f"  {label}: epoch {epoch + 1}/{args.epochs}  test accuracy {acc:6.2%}  "
                       f"({time.perf_counter() - start:.1f} s)")
-        return train(progress)
+        with bar:
+            return train(progress, bar)
 
     if not args.no_backprop:
-        _, history = run("backprop (float64)", lambda p: train_backprop(
-            network, data, args.epochs, args.batch_size, seed=args.seed, progress=p))
+        _, history = run("backprop (float64)", lambda p, s: train_backprop(
+            network, data, args.epochs, args.batch_size, seed=args.seed, progress=p, step=s))
         results["backprop float64"] = history[-1] if history else None
     label = f"PC {network.pc.mode} ({_arithmetic(args)})"
-    model, history = run(label, lambda p: train_pc(network, data, args.epochs, args.batch_size,
-                                                    fixed=args.fixed, seed=args.seed,
-                                                    progress=p, warn=_warning))
+    model, history = run(label, lambda p, s: train_pc(network, data, args.epochs,
+                                                       args.batch_size, fixed=args.fixed,
+                                                       seed=args.seed, progress=p,
+                                                       warn=_warning, step=s))
     results[label] = history[-1] if history else accuracy(model.predict, data.x_test,
                                                           data.y_test)
     for name, acc in results.items():
@@ -335,7 +339,7 @@ def cmd_sim(args):
     # Quiet by default: the tools' output goes to a log file, kept (and named) on failure.
     log = None if args.verbose else \
         Path(tempfile.gettempdir()) / f"pchw-sim-{network.name or 'model'}-{os.getpid()}.log"
-    status = None if args.verbose else _Status("commands answered")
+    status = None if args.verbose else Progress("commands answered")
     try:
         summary = simnet.run(network, args.simulator, commands, waves=args.waves is not None,
                              gaps=args.gaps, backpressure=args.backpressure, log_file=log,
@@ -362,27 +366,6 @@ def cmd_sim(args):
         target = Path(args.waves or found[0].name)
         _saving(target, shutil.copyfile, found[0], target)
         print(f"waveforms: {target}")
-
-
-class _Status:
-    """Progress of a long job on stderr, ``progress(done, total)``: one line rewritten in place
-    on a terminal; elsewhere (a log, a pipe) a line at every tenth of the job."""
-
-    def __init__(self, what):
-        self._what, self._tty, self._shown = what, sys.stderr.isatty(), -1
-
-    def __call__(self, done, total):
-        line = f"  {self._what}: {done}/{total} ({done / max(total, 1):.0%})"
-        if self._tty:
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            self._shown = done
-        elif 10 * done // max(total, 1) > self._shown:
-            self._shown = 10 * done // max(total, 1)
-            _progress(line)
-
-    def close(self):
-        if self._tty and self._shown >= 0:
-            print(file=sys.stderr, flush=True)
 
 
 def _print_sim_summary(network, summary, seconds):
@@ -428,14 +411,27 @@ def cmd_run(args):
 
     # Streamed: commands go out ahead of their replies within the window the board reports
     # (docs/protocol.md); --no-stream waits for each reply before the next command.
-    if args.no_stream:
-        def infer_all(X):
-            return np.array([device.infer(x) for x in X])
+    def one_at_a_time(send):
+        def run(*arrays, progress):
+            outs = []
+            for row in zip(*arrays):
+                outs.append(send(*row))
+                progress(len(outs), len(arrays[0]))
+            return np.array(outs)
+        return run
 
-        def learn_all(X, Y):
-            return np.array([device.learn(x, y) for x, y in zip(X, Y)])
+    if args.no_stream:
+        infer_stream, learn_stream = one_at_a_time(device.infer), one_at_a_time(device.learn)
     else:
-        infer_all, learn_all = device.infer_many, device.learn_many
+        infer_stream, learn_stream = device.infer_many, device.learn_many
+
+    def infer_all(X):
+        with Progress("inferences answered", quiet_off_terminal=True) as bar:
+            return infer_stream(X, progress=bar)
+
+    def learn_all(X, Y):
+        with Progress("learning steps answered", quiet_off_terminal=True) as bar:
+            return learn_stream(X, Y, progress=bar)
 
     def evaluate():
         xs = data.x_test[:limit] if limit else data.x_test

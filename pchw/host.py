@@ -232,11 +232,12 @@ class Device:
                 raise PchwError(f"the device answered {name} with {Status(status).name}")
             return payload
 
-    def _stream(self, commands):
+    def _stream(self, commands, total=None, progress=None):
         """Send ``commands`` (``(opcode, frame)`` pairs, made when sent) within the stream
         window: a command goes out when no command is outstanding (sent, its reply not yet
         read), or when it and the outstanding ones after the oldest fit :attr:`window` bytes.
-        Returns the OK reply payloads, in order."""
+        Returns the OK reply payloads, in order; ``progress(replies, total)`` is called after
+        each reply if given."""
         if self.window is None:
             self.identify()
         outstanding, payloads = deque(), []      # (opcode, tag, bytes) of commands in flight
@@ -246,6 +247,8 @@ class Device:
                 oldest_opcode, tag, _ = outstanding.popleft()
                 payloads.append(self._reply(oldest_opcode, tag))
                 ahead -= outstanding[0][2] if outstanding else 0
+                if progress:
+                    progress(len(payloads), total)
             self.transport.write(frame)
             if outstanding:
                 ahead += len(frame)
@@ -253,6 +256,8 @@ class Device:
         while outstanding:
             opcode, tag, _ = outstanding.popleft()
             payloads.append(self._reply(opcode, tag))
+            if progress:
+                progress(len(payloads), total)
         return payloads
 
     def resync(self):
@@ -302,17 +307,20 @@ class Device:
         """One on-chip PC learning step; returns the prediction before the update (floats)."""
         return self._outputs([self._exchange(*self._learn_command(x, target))])[0]
 
-    def infer_many(self, X):
+    def infer_many(self, X, progress=None):
         """Outputs (floats, one row per sample) for the rows of ``X``, the commands streamed
-        within the stream window (IDENTIFY first if not done yet)."""
-        return self._outputs(self._stream(self._infer_command(x) for x in X))
+        within the stream window (IDENTIFY first if not done yet); ``progress(done, total)``
+        after each reply if given (e.g. a :class:`pchw.progress.Progress`)."""
+        return self._outputs(self._stream((self._infer_command(x) for x in X), len(X),
+                                          progress))
 
-    def learn_many(self, X, targets):
+    def learn_many(self, X, targets, progress=None):
         """One learning step per row of ``X`` and ``targets``, in order, streamed within the
         window; returns the predictions before each update (one row per sample)."""
         if len(X) != len(targets):
             raise PchwError(f"{len(X)} inputs but {len(targets)} targets")
-        return self._outputs(self._stream(self._learn_command(x, y) for x, y in zip(X, targets)))
+        return self._outputs(self._stream(
+            (self._learn_command(x, y) for x, y in zip(X, targets)), len(X), progress))
 
     def read_params(self, layer):
         """``(W_l, b_l)`` as floats (exact values of the weight format)."""

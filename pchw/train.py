@@ -100,12 +100,13 @@ class DivergenceGuard:
 
 
 def train_pc(network, data, epochs, batch_size=1, fixed=True, seed=0, progress=None,
-             warn=None):
+             warn=None, step=None):
     """Train ``network`` with PC learning on ``data``; returns ``(model, history)``.
 
     ``history`` holds the test accuracy after each epoch. ``progress(epoch, accuracy)`` is
-    called after each epoch if given. ``warn(message)``, if given, turns on the
-    :class:`DivergenceGuard` and receives its warnings.
+    called after each epoch if given, ``step(done, total)`` after each batch of an epoch
+    (samples so far of the epoch's; e.g. a :class:`pchw.progress.Progress`). ``warn(message)``,
+    if given, turns on the :class:`DivergenceGuard` and receives its warnings.
     """
     model = make_model(network, fixed)
     targets = data.one_hot(data.y_train)
@@ -117,6 +118,8 @@ def train_pc(network, data, epochs, batch_size=1, fixed=True, seed=0, progress=N
             result = model.learn(data.x_train[idx], targets[idx], energy=monitor)
             if monitor:
                 guard.observe(result.energy)
+            if step:
+                step(min((i + 1) * batch_size, len(data.x_train)), len(data.x_train))
         history.append(accuracy(model.predict, data.x_test, data.y_test))
         if progress:
             progress(epoch, history[-1])
@@ -125,7 +128,7 @@ def train_pc(network, data, epochs, batch_size=1, fixed=True, seed=0, progress=N
     return model, history
 
 
-def train_backprop(network, data, epochs, batch_size=1, seed=0, progress=None):
+def train_backprop(network, data, epochs, batch_size=1, seed=0, progress=None, step=None):
     """Train with float64 SGD backprop, same initialisation, order and learning rate as PC.
 
     Returns ``(network with the trained parameters, history)``.
@@ -140,8 +143,10 @@ def train_backprop(network, data, epochs, batch_size=1, seed=0, progress=None):
 
     history = []
     for epoch in range(epochs):
-        for idx in _batches(len(data.x_train), epoch, seed, batch_size):
+        for i, idx in enumerate(_batches(len(data.x_train), epoch, seed, batch_size)):
             backprop.sgd_step(network, weights, biases, data.x_train[idx], targets[idx], eta)
+            if step:
+                step(min((i + 1) * batch_size, len(data.x_train)), len(data.x_train))
         history.append(accuracy(predict, data.x_test, data.y_test))
         if progress:
             progress(epoch, history[-1])

@@ -196,7 +196,7 @@ class PCLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        l, L, B = self._l, self._L, self._B
+        l, L = self._l, self._L
         ports = {"x": []}
         for p, mem in enumerate(self.x_banks):
             m.submodules[f"x_bank{p}"] = mem

@@ -4,7 +4,6 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..latency import MULTIPLIER_STAGES
 from .fixed import floor_shift
 
 __all__ = ["registered_product", "MacLanes"]

@@ -404,7 +404,7 @@ def test_a_host_that_stops_mid_frame_leaves_the_device_ready():
 def mixed_frames(network, rng, count):
     """``count`` self-delimiting command frames, good and bad, with random tags 1..255 (some
     preceded by garbage without a sync byte): each gets exactly one reply."""
-    L, f0 = network.L, network.value_format(0)
+    L = network.L
     frames = []
     for _ in range(count):
         tag = int(rng.integers(1, 256))

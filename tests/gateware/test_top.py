@@ -209,7 +209,7 @@ def test_overrun_mark():
                     await ctx.tick().until(top.i_stream.ready)
                 ctx.set(top.i_stream.valid, 0)
                 expected = device.feed(part)
-            start, reply, first = 0, bytearray(), None
+            reply, first = bytearray(), None
             for cycle in range(1, 20_000):
                 if ctx.get(top.o_stream.valid):
                     first = cycle if first is None else first
