@@ -39,7 +39,7 @@ from .fixedpoint import srhash32
 
 __all__ = ["FaultSpec", "DeadUnits", "StuckWeights", "Faults", "FaultyArith", "damage",
            "apply_upsets", "upset_positions", "surviving_network", "recovery", "upset_run",
-           "on_chip_segment", "plot_recovery", "UPSET_TAG"]
+           "on_chip_segment", "plot_recovery", "recovery_figure", "UPSET_TAG"]
 
 #: The ``layer`` field of the hash that places upsets (stochastic rounding uses 1..L).
 UPSET_TAG = 0
@@ -553,8 +553,17 @@ def upset_run(network, data, spec, *, epochs=1, learn=True, points_per_epoch=8, 
 
 
 def plot_recovery(records, path):
-    """One panel per :func:`recovery` record: the recovery curve, both references' curves, and
-    the intact accuracy, over epochs; written as a PNG to ``path``."""
+    """One panel per :func:`recovery` record (:func:`recovery_figure`), written as a PNG to
+    ``path``."""
+    from .report import _pyplot
+    fig = recovery_figure(records)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def recovery_figure(records):
+    """A matplotlib figure, one panel per :func:`recovery` record: the recovery curve, both
+    references' curves, and the intact accuracy, over epochs."""
     from .report import _pyplot
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(records), figsize=(5.2 * len(records), 3.8), squeeze=False)
@@ -577,5 +586,4 @@ def plot_recovery(records, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

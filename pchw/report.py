@@ -44,7 +44,10 @@ __all__ = ["write_report", "default_epochs", "SAMPLE_BUDGET", "SECTIONS"]
 SAMPLE_BUDGET = 20_000
 MAX_EPOCHS = 400
 #: Section ids of the page, in order.
-SECTIONS = ("network", "hardware", "learning", "agreement", "saturation")
+SECTIONS = ("network", "hardware", "learning", "agreement", "saturation", "faults")
+#: The faults section: this fraction of every hidden layer dies, then on-chip learning for at
+#: most this many epochs (pchw.faults.recovery).
+FAULT_FRACTION, FAULT_EPOCHS = 0.5, 2
 AGREEMENT_BATCH = 32
 #: The initialisation seed of the learning curves (the committed models were trained from it).
 INIT_SEED = 0
@@ -308,6 +311,35 @@ pre{background:#f7f7f7;padding:.6em;overflow-x:auto}img{max-width:100%}h2{border
 #ddd;margin-top:1.6em}code{background:#f3f3f3;padding:0 .2em}"""
 
 
+def _faults_section(network, data, epochs, figures):
+    """Half of every hidden layer dead (seed 0), then on-chip PC learning with the damage in
+    place, against the surviving size from scratch and backprop fine-tuning (docs/faults.md)."""
+    from .faults import FaultSpec, recovery, recovery_figure
+    if network.L < 2:
+        return _p("The network has no hidden layer to damage."), None
+    spec = FaultSpec(dead=FaultSpec.kill_hidden(network, FAULT_FRACTION))
+    record = recovery(network, data, spec, epochs=min(FAULT_EPOCHS, epochs),
+                      reference_epochs=epochs)
+    img = figures.save(recovery_figure([record]), "faults_recovery.png")
+    pct = "{:.2%}".format
+    rows = [["intact", pct(record["accuracy_intact"])],
+            ["damaged, before learning", pct(record["accuracy_damaged"])],
+            [f"after {record['epochs']} epoch(s) of on-chip PC learning",
+             pct(record["accuracy_recovered"])],
+            [f"surviving size ({'-'.join(map(str, record['surviving_layers']))}) from scratch, "
+             f"{record['reference_epochs']} epochs", pct(record["accuracy_reference_scratch"])],
+            ["float backprop fine-tuning of the damaged network",
+             pct(record["accuracy_reference_backprop"])]]
+    text = _p(f"{FAULT_FRACTION:.0%} of every hidden layer's units dead (chosen from seed 0): "
+              "their values, predictions and errors are zero at every step, and the network "
+              "learns on around them with its own PC settings in the bit-exact fixed-point model "
+              "(what the chip does; a <code>--faults</code> build injects the same damage on "
+              "chip). Which units die matters: a ReLU that the trained network never activates "
+              "cannot be revived by any gradient (docs/faults.md; <code>pchw faults</code> for "
+              "other faults).")
+    return "\n".join([text, img, _table(["", "test accuracy"], rows)]), record
+
+
 def write_report(model, board=None, output=None, epochs=None, progress=print):
     """Write the report of the model folder ``model`` into ``output`` (default
     ``build/report/<model name>``); returns the path of ``index.html``.
@@ -356,6 +388,10 @@ def write_report(model, board=None, output=None, epochs=None, progress=print):
     sections.append(_section("agreement", "Agreement with backprop", body))
     body, numbers["saturation"] = _saturation_section(network, data, curves, figures)
     sections.append(_section("saturation", "Saturation counts per layer", body))
+    progress("faults and recovery")
+    body, numbers["faults"] = _faults_section(network, data, epochs, figures)
+    sections.append(_section("faults", "Cutting the substrate: recovery by on-chip learning",
+                             body))
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

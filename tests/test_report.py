@@ -45,7 +45,7 @@ def test_report_has_every_section_and_figure(xor_model, tmp_path, monkeypatch, c
     for key in SECTIONS:
         assert f'<section id="{key}">' in page
     assert page.count('src="data:image/png;base64,') >= 2       # self-contained figures
-    for png in ("learning_curves.png", "gradient_agreement.png"):
+    for png in ("learning_curves.png", "gradient_agreement.png", "faults_recovery.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert "Not built" in page and f"pchw build {xor_model} --board NAME" in page
     assert "Q16.10" in page                                    # the formats
@@ -56,6 +56,10 @@ def test_report_has_every_section_and_figure(xor_model, tmp_path, monkeypatch, c
     assert all(len(h) == 2 for h in histories.values())
     assert set(numbers["agreement"]) == {"fixed_prediction", "standard"}
     assert len(numbers["agreement"]["standard"]) == len(numbers["agreement_steps"])
+    faults = numbers["faults"]                          # half the hidden units dead
+    assert faults["fault"]["dead"] == [{"layer": 1, "fraction": 0.5}]
+    assert faults["surviving_layers"] == [2, 2, 2] and faults["epochs"] == 2
+    assert "Cutting the substrate" in page and "surviving size (2-2-2) from scratch" in page
 
 
 def test_report_reads_the_build_report(xor_model, tmp_path, monkeypatch):

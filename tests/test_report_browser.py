@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pchw.cli import main
+from pchw.report import SECTIONS
 
 pytest.importorskip("matplotlib")
 
@@ -107,7 +108,7 @@ def test_report_renders_in_a_real_browser(tmp_path, monkeypatch):
     assert match, f"the page's load handler did not run:\n{result.stdout[:2000]}"
     probe = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["images"] == figures and probe["decoded"] == figures, probe
-    assert probe["sections"] == ["network", "hardware", "learning", "agreement", "saturation"]
+    assert probe["sections"] == list(SECTIONS)
     assert probe["height"] > 1000 and probe["title"]
 
     # Nothing outside the page: no request was blocked by the policy, and the server saw only
