@@ -393,9 +393,10 @@ def apply_upsets(model, command):
     return len(positions)
 
 
-def learn_command(model, x, y):
-    """One LEARN command on a damaged model: the PC learning step, then the command's upsets."""
-    result = model.learn(x, y)
+def learn_command(model, x, y, learn=True):
+    """One LEARN command slot on a damaged model: the PC learning step (unless ``learn`` is
+    False: on-chip learning off, time passes), then the command's upsets."""
+    result = model.learn(x, y) if learn else None
     if model.faults.spec.upset_rate:
         apply_upsets(model, model.faults.commands)
     model.faults.commands += 1
@@ -415,12 +416,32 @@ def surviving_network(network, faults, init_seed=0):
 
 
 def _accuracy(predict, data):
-    return float(np.mean(predict(data.x_test) == data.y_test))
+    from .train import accuracy
+    return accuracy(predict, data.x_test, data.y_test)
 
 
 def _orders(n, epochs, seed):
     from .train import epoch_order
     return [epoch_order(n, epoch, seed) for epoch in range(epochs)]
+
+
+def _curve(model, data, epochs, points_per_epoch, seed, learn=True, end_epoch=None):
+    """Online LEARN command slots on the damaged ``model`` over ``epochs`` of the training split
+    (``pchw train``'s order), test accuracy ``points_per_epoch`` times an epoch: the curve
+    ``[(epochs, accuracy), ...]`` from the accuracy before the first command.
+    ``end_epoch(epoch, accuracy)`` is called at the end of each epoch if given."""
+    targets = data.one_hot(data.y_train)
+    n = len(data.x_train)
+    marks = {round(n * k / points_per_epoch) for k in range(1, points_per_epoch + 1)}
+    curve = [(0.0, _accuracy(model.predict, data))]
+    for epoch, order in enumerate(_orders(n, epochs, seed)):
+        for i, idx in enumerate(order, start=1):
+            learn_command(model, data.x_train[idx:idx + 1], targets[idx:idx + 1], learn)
+            if i in marks:
+                curve.append((epoch + i / n, _accuracy(model.predict, data)))
+        if end_epoch:
+            end_epoch(epoch, curve[-1][1])
+    return curve
 
 
 def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epochs=None,
@@ -446,14 +467,8 @@ def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epo
     model = damage(FixedModel(network), faults)
     damaged = _accuracy(model.predict, data)
     say(f"accuracy intact {intact:.2%}; damaged ({spec.describe()}) {damaged:.2%}")
-    curve = [(0.0, damaged)]
-    marks = {round(n * k / points_per_epoch) for k in range(1, points_per_epoch + 1)}
-    for epoch, order in enumerate(_orders(n, epochs, seed)):
-        for i, idx in enumerate(order, start=1):
-            learn_command(model, data.x_train[idx:idx + 1], targets[idx:idx + 1])
-            if i in marks:
-                curve.append((epoch + i / n, _accuracy(model.predict, data)))
-        say(f"  on-chip PC learning, epoch {epoch + 1}/{epochs}: {curve[-1][1]:.2%}")
+    curve = _curve(model, data, epochs, points_per_epoch, seed, end_epoch=lambda epoch, acc: say(
+        f"  on-chip PC learning, epoch {epoch + 1}/{epochs}: {acc:.2%}"))
 
     ref_epochs = reference_epochs or max(30, epochs)
     scratch_net = surviving_network(network, faults, init_seed=seed)
@@ -535,21 +550,7 @@ def upset_run(network, data, spec, *, epochs=1, learn=True, points_per_epoch=8, 
     the upsets hit, nothing learns). Returns the curve ``[(epochs, accuracy), ...]``."""
     from .golden import FixedModel
     model = damage(FixedModel(network), spec.resolve(network))
-    targets = data.one_hot(data.y_train)
-    n = len(data.x_train)
-    marks = {round(n * k / points_per_epoch) for k in range(1, points_per_epoch + 1)}
-    curve = [(0.0, _accuracy(model.predict, data))]
-    for epoch, order in enumerate(_orders(n, epochs, seed)):
-        for i, idx in enumerate(order, start=1):
-            if learn:
-                learn_command(model, data.x_train[idx:idx + 1], targets[idx:idx + 1])
-            else:
-                if spec.upset_rate:
-                    apply_upsets(model, model.faults.commands)
-                model.faults.commands += 1
-            if i in marks:
-                curve.append((epoch + i / n, _accuracy(model.predict, data)))
-    return curve
+    return _curve(model, data, epochs, points_per_epoch, seed, learn)
 
 
 def plot_recovery(records, path):

@@ -129,12 +129,10 @@ def command_latency(network, opcode, layer=None):
         return (REPLY_OVERHEAD + _load(inputs) + AFTER_LOAD + core_infer_cycles(network)
                 + CORE_DONE + _load(targets) + AFTER_LOAD + core_learn_cycles(network)
                 + CORE_DONE + OUTPUT_SETUP)
-    if opcode is Opcode.WRITE_PARAMS:
-        n_out, n_in = network.layers[layer], network.layers[layer - 1]
-        params = (n_out * n_in + n_out) * value_bytes(network.weight_format(layer))
-        return REPLY_OVERHEAD + _load(params) + AFTER_LOAD
-    if opcode is Opcode.FAULT:          # fault-injection builds: the masks load like parameters
-        return REPLY_OVERHEAD + _load(payload_length(network, opcode)) + AFTER_LOAD
+    if opcode in (Opcode.WRITE_PARAMS, Opcode.FAULT):   # the payload loads; no core runs
+        # WRITE_PARAMS' first byte, the layer, is decoded before the load, not loaded.
+        loaded = payload_length(network, opcode, layer) - (opcode is Opcode.WRITE_PARAMS)
+        return REPLY_OVERHEAD + _load(loaded) + AFTER_LOAD
     return REPLY_OVERHEAD
 
 

@@ -199,7 +199,8 @@ def test_pchw_faults_command(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "1"], "no faults: give --spec FILE"),
     (["--kill", "2"], "--kill 2: a fraction between 0 and 1"),
-    (["--kill", "0.5", "--json", "/nonexistent/r.json"], "--json /nonexistent/r.json: no folder"),
+    (["--kill", "0.5", "--json", "/nonexistent/r.json"],
+     "--json /nonexistent/r.json: no such folder /nonexistent"),
     (["--spec", "/nonexistent.toml"], "no such fault specification"),
 ])
 def test_pchw_faults_errors_are_one_line(argv, message, capsys):

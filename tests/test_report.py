@@ -8,7 +8,8 @@ import pchw
 from pchw.cli import main
 from pchw.report import SECTIONS, default_epochs, write_report
 
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib",
+                    reason="pchw report draws with matplotlib (pip install 'pchw[report]')")
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import pytest
 from pchw.cli import main
 from pchw.report import SECTIONS
 
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib",
+                    reason="pchw report draws with matplotlib (pip install 'pchw[report]')")
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 #: Nothing but inline styles and scripts and data: images; any other fetch is blocked and

@@ -2,11 +2,11 @@
 (:mod:`pchw.faults`, ``docs/faults.md``)."""
 
 import json
-import sys
 from pathlib import Path
 
 from ..errors import PchwError
 from ..network import load
+from ..progress import say as _progress
 
 HELP = "cut the substrate: fault injection and recovery by on-chip PC learning"
 DESCRIPTION = """\
@@ -57,10 +57,6 @@ def add_arguments(parser, common):
     parser.add_argument("--json", metavar="FILE", help="write the record as JSON")
 
 
-def _progress(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 def spec_from_args(args, network):
     """The :class:`~pchw.faults.FaultSpec` the arguments describe."""
     from ..faults import FaultSpec, StuckWeights
@@ -87,21 +83,15 @@ def spec_from_args(args, network):
     return spec
 
 
-def _check_output(path, option):
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise PchwError(f"{option} {path}: no folder {folder}")
-
-
 def run(args):
-    from ..cli import _dataset_for
+    from ..cli import _dataset_for, _output_file
     from ..faults import plot_recovery, recovery
     network = load(args.model)
     if args.epochs < 1 or (args.reference_epochs is not None and args.reference_epochs < 1):
         raise PchwError("--epochs and --reference-epochs must be at least 1")
     for path, option in ((args.plot, "--plot"), (args.json, "--json")):
         if path:
-            _check_output(path, option)
+            _output_file(path, option)
     spec = spec_from_args(args, network)
     data = _dataset_for(network, args)
     _progress(f"pchw faults: {network.name or args.model}, {spec.describe()}")

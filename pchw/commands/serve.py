@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import PchwError
 from ..faults import BUILD_OPTION_HELP
 from ..network import load
+from ..progress import say as _progress
 from ..serve import SIM_BAUD, SIM_CLOCK_HZ
 
 HELP = "a virtual board: the simulated circuit behind a serial port (pty)"
@@ -36,10 +37,6 @@ def add_arguments(parser, common):
     parser.add_argument("--faults", action="store_true", help=BUILD_OPTION_HELP)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the simulator's build and run output")
-
-
-def _progress(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def run(args):
