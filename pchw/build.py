@@ -131,7 +131,8 @@ def pll_for(target, clock_hz):
     return pll
 
 
-def prepare(network, target, *, baud=115200, name=None, clock_hz=None, faults=False):
+def prepare(network, target, *, baud=latency.DEFAULT_BAUD, name=None, clock_hz=None,
+            faults=False):
     """The Amaranth build plan of ``network`` on the board ``target`` (nothing is run), clocked
     at ``clock_hz`` through a PLL (:func:`pll_for`) or at the board's oscillator.
 
@@ -496,8 +497,8 @@ def _previous_stage_seconds(directory):
         return {}
 
 
-def build(network, board_name, directory=None, *, lanes=None, clock_hz=None, baud=115200,
-          force=False, rebuild=False, faults=False, progress=print):
+def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
+          baud=latency.DEFAULT_BAUD, force=False, rebuild=False, faults=False, progress=print):
     """Build a bitstream of ``network`` for the board ``board_name`` into ``directory``.
 
     Parameters

@@ -18,6 +18,8 @@ from .golden import make_model
 from .network import ACTIVATIONS, MODES, Network, load
 from .faults import BUILD_OPTION_HELP as FAULTS_HELP
 from .progress import Progress, say
+from .latency import DEFAULT_BAUD as SERIAL_BAUD
+from .latency import MAX_BAUD
 from .serve import SIM_BAUD, SIM_CLOCK_HZ
 from .train import accuracy, epoch_order, train_backprop, train_pc
 
@@ -388,15 +390,26 @@ def _open_device(args, network):
     from .host import Device, GoldenTransport, SerialTransport, SimulationTransport
     if args.golden:
         return Device(GoldenTransport(network), network, timeout=args.timeout)
+    from .gateware.uart import check_baud, divisor_for
     if args.sim:
         from .gateware.board import BoardTop
-        top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=SIM_BAUD)
-        transport = SimulationTransport(top, SIM_CLOCK_HZ, SIM_CLOCK_HZ // SIM_BAUD)
+        baud = SIM_BAUD if args.baud is None else args.baud
+        try:
+            divisor_for(SIM_CLOCK_HZ, baud)
+        except ValueError as error:
+            raise PchwError(f"--baud {baud}: {error}") from None
+        top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=baud)
+        transport = SimulationTransport(top, SIM_CLOCK_HZ, top.divisor)
         return Device(transport, network, timeout=args.timeout)
     if not args.port:
         raise PchwError("give --port /dev/ttyUSBx (the board's serial port), or --sim to run "
                         "on the simulated board, or --golden for the golden device model")
-    return Device(SerialTransport(args.port, args.baud), network, timeout=args.timeout)
+    baud = SERIAL_BAUD if args.baud is None else args.baud
+    try:
+        check_baud(baud)
+    except ValueError as error:
+        raise PchwError(f"--baud {baud}: {error}") from None
+    return Device(SerialTransport(args.port, baud), network, timeout=args.timeout)
 
 
 def cmd_run(args):
@@ -685,7 +698,10 @@ def _parser():
                        help="the simulated board top (amaranth.sim, UART pins included; slow: "
                        "use --samples)")
     where.add_argument("--golden", action="store_true", help="the golden device model")
-    q.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    q.add_argument("--baud", type=int, metavar="BAUD",
+                   help=f"serial baud rate, the board's build's (--port; default "
+                   f"{SERIAL_BAUD}, at most {MAX_BAUD}), or the simulated board's UART (--sim; "
+                   f"default {SIM_BAUD} at a simulated {SIM_CLOCK_HZ / 1e6:g} MHz clock)")
     q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating")
     q.add_argument("--no-stream", action="store_true",
                    help="wait for each reply before sending the next command (default: stream "
@@ -723,7 +739,9 @@ def _parser():
     q.add_argument("--clock", type=float, metavar="MHZ",
                    help="run the design at this frequency through the board's PLL (the nearest "
                    "the PLL makes; default: the board's oscillator, no PLL)")
-    q.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    q.add_argument("--baud", type=int, default=SERIAL_BAUD,
+                   help=f"UART baud rate (default {SERIAL_BAUD}; up to {MAX_BAUD} if the board's "
+                   "clock makes it within 2%%: docs/protocol.md, Link speed)")
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
     q.add_argument("--faults", action="store_true", help=FAULTS_HELP)

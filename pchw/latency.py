@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 __all__ = ["row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
            "core_learn_cycles", "macs_per_sample", "mac_utilisation", "command_latency",
-           "HostLink", "throughput"]
+           "HostLink", "throughput", "DEFAULT_BAUD", "MAX_BAUD"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
 MULTIPLIER_STAGES = 2       # every multiplier registers its operands, then its product
@@ -137,6 +137,13 @@ def command_latency(network, opcode, layer=None):
 
 
 # Throughput: the one formula every report, sweep and benchmark quotes.
+
+#: The UART baud rate of a build, and of ``pchw run --port``, unless ``--baud`` says otherwise.
+DEFAULT_BAUD = 115200
+#: The fastest baud rate a build or a host may ask for: both boards' USB-serial bridges (the
+#: iCEBreaker's FT2232H, the ULX3S's FT231X) make 3 Mbaud. A build's clock must still make it
+#: within 2% (:func:`pchw.gateware.uart.divisor_for`, the one statement of that rule).
+MAX_BAUD = 3_000_000
 
 @dataclass(frozen=True)
 class HostLink:

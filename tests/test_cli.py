@@ -121,6 +121,13 @@ def test_golden_infer(xor_model, tmp_path):
      r"complex.npy: input is complex \(complex128\); give real numbers"),
     (["sim", "{model}", "--dataset", "digits"], "dataset digits has 64 inputs"),
     (["sim", "{model}", "--gaps", "1"], r"--gaps 1.0: a probability in \[0, 1\)"),
+    # The link's speed: at most 3 Mbaud, within 2% of what the clock makes (issue 13)
+    (["run", "{model}", "--port", "/dev/null", "--baud", "4000000"],
+     "--baud 4000000: 4000000 baud is above the 3000000 baud"),
+    (["run", "{model}", "--sim", "--baud", "3000000"],
+     "--baud 3000000: 3000000 baud is too fast for a 1e[+]06 Hz clock"),
+    (["build", "{model}", "--board", "ulx3s-85f", "-o", "{tmp}/b", "--baud", "3000000"],
+     "--baud 3000000: .* gives 3125000 baud, 4.2% off"),
 ])
 def test_user_errors_are_one_line(xor_model, tmp_path, capsys, argv, message):
     np.save(tmp_path / "bad.npy", np.zeros((1, 3)))

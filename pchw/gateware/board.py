@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import protocol
 from ..errors import PchwError
+from ..latency import DEFAULT_BAUD
 from .clocks import PLLClock
 from .top import NetworkTop
 from .uart import UARTReceiver, UARTTransmitter, divisor_for
@@ -116,7 +117,7 @@ class BoardTop(wiring.Component):
     led_heartbeat: Out(1)
     led_activity: Out(1)
 
-    def __init__(self, network, *, clock_hz, baud=115200, frame_timeout_s=FRAME_TIMEOUT_S,
+    def __init__(self, network, *, clock_hz, baud=DEFAULT_BAUD, frame_timeout_s=FRAME_TIMEOUT_S,
                  payload_ram_style=None, pll=None, faults=False):
         if pll is not None and pll.f_out != clock_hz:
             raise ValueError(f"clock_hz {clock_hz} is not the PLL's output {pll.f_out}")

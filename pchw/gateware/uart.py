@@ -18,9 +18,10 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..errors import PchwError
+from ..latency import MAX_BAUD
 
-__all__ = ["MIN_DIVISOR", "MAX_BAUD_ERROR", "BaudRateError", "divisor_for", "UARTReceiver",
-           "UARTTransmitter"]
+__all__ = ["MIN_DIVISOR", "MAX_BAUD", "MAX_BAUD_ERROR", "BaudRateError", "check_baud",
+           "divisor_for", "UARTReceiver", "UARTTransmitter"]
 
 #: Fewest clock cycles per bit: the receiver needs a middle to sample, away from both edges.
 MIN_DIVISOR = 4
@@ -49,19 +50,31 @@ def _check_divisor(divisor):
     return divisor
 
 
+def check_baud(baud):
+    """``baud`` if it is a positive number up to :data:`MAX_BAUD` (what a host's serial port
+    may be opened at); else a :class:`BaudRateError`."""
+    if isinstance(baud, bool) or not isinstance(baud, (int, float)) or not baud > 0:
+        raise BaudRateError(f"baud must be a positive number, not {baud!r}")
+    if baud > MAX_BAUD:
+        raise BaudRateError(f"{baud} baud is above the {MAX_BAUD} baud the boards' USB-serial "
+                            "bridges make")
+    return baud
+
+
 def divisor_for(clock_hz, baud):
     """Clock cycles per bit for ``baud`` from a ``clock_hz`` clock: ``round(clock_hz / baud)``.
 
     Raises
     ------
     BaudRateError (a ValueError)
-        If either is not a positive number, if the divisor is below :data:`MIN_DIVISOR`, or if
+        If either is not a positive number, if ``baud`` is above :data:`MAX_BAUD`, if the divisor is below :data:`MIN_DIVISOR`, or if
         the baud rate it gives, ``clock_hz / divisor``, is more than :data:`MAX_BAUD_ERROR`
         (2%) off ``baud``.
     """
     for name, value in (("clock_hz", clock_hz), ("baud", baud)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise BaudRateError(f"{name} must be a positive number, not {value!r}")
+    check_baud(baud)
     divisor = round(clock_hz / baud)
     if divisor < MIN_DIVISOR:
         raise BaudRateError(

@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from pchw.errors import PchwError
-from pchw.gateware.uart import (MIN_DIVISOR, BaudRateError, UARTReceiver, UARTTransmitter,
+from pchw.gateware.uart import (MAX_BAUD, MIN_DIVISOR, BaudRateError, UARTReceiver, UARTTransmitter,
                                 divisor_for)
 
 
@@ -135,6 +135,7 @@ def test_divisor_for():
     assert divisor_for(1_000_000, 250_000) == MIN_DIVISOR
     assert divisor_for(100e6, 3_000_000) == 33          # 1.0% off
     assert divisor_for(12_000_000, 921_600) == 13       # 0.16% off
+    assert divisor_for(12_000_000, MAX_BAUD) == MIN_DIVISOR     # the iCEBreaker at 3 Mbaud
 
 
 @pytest.mark.parametrize("clock_hz, baud, message", [
@@ -144,6 +145,8 @@ def test_divisor_for():
     (0, 9600, r"clock_hz must be a positive number"),
     (12e6, -1, r"baud must be a positive number"),
     (12e6, "9600", r"baud must be a positive number"),
+    (400e6, 4_000_000, r"4000000 baud is above the 3000000 baud the boards' USB-serial bridges"),
+    (25e6, 3_000_000, r"nearest divisor, 8 cycles per bit, gives 3125000 baud, 4\.2% off"),
 ])
 def test_divisor_for_rejects(clock_hz, baud, message):
     with pytest.raises(BaudRateError, match=message) as info:
