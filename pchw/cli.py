@@ -21,6 +21,7 @@ from .progress import Progress, say
 from .latency import DEFAULT_BAUD as SERIAL_BAUD
 from .latency import MAX_BAUD
 from .serve import SIM_BAUD, SIM_CLOCK_HZ
+from .order import epoch_order as chip_order
 from .train import accuracy, epoch_order, train_backprop, train_pc
 
 __all__ = ["main"]
@@ -386,10 +387,26 @@ def _print_sim_summary(network, summary, seconds):
           f"testbench time ({rate:,.0f} cycles/s); {seconds:.1f} s in all with the build")
 
 
+DATA_MEMORY_HELP = ("a dataset memory of N samples (LOAD_DATA, TRAIN, EVAL: on-chip "
+                    "epochs without the host link; docs/protocol.md)")
+
+
+def _data_memory_arg(text):
+    from .protocol import MAX_DATASET
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_DATASET:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of samples in 0..{MAX_DATASET}")
+    return value
+
+
 def _open_device(args, network):
     from .host import Device, GoldenTransport, SerialTransport, SimulationTransport
     if args.golden:
-        return Device(GoldenTransport(network), network, timeout=args.timeout)
+        return Device(GoldenTransport(network, dataset=args.data_memory), network,
+                      timeout=args.timeout)
     from .gateware.uart import check_baud, divisor_for
     if args.sim:
         from .gateware.board import BoardTop
@@ -398,6 +415,9 @@ def _open_device(args, network):
             divisor_for(SIM_CLOCK_HZ, baud)
         except ValueError as error:
             raise PchwError(f"--baud {baud}: {error}") from None
+        if args.data_memory:
+            raise PchwError("--data-memory: the simulated board has no dataset memory yet "
+                            "(use --golden)")
         top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=baud)
         transport = SimulationTransport(top, SIM_CLOCK_HZ, top.divisor)
         return Device(transport, network, timeout=args.timeout)
@@ -455,7 +475,48 @@ def cmd_run(args):
         agree = int(np.sum(np.all(outs == golden.infer(xs), axis=1)))
         return correct / len(xs), agree, len(xs), rate
 
-    if args.learn:
+    def learn_on_chip(xs, labels):
+        """LOAD_DATA once (the test split too if it fits, for EVAL), then a TRAIN per epoch."""
+        x_test = data.x_test[:limit] if limit else data.x_test
+        y_test = data.y_test[:len(x_test)]
+        both = len(xs) + len(x_test) <= device.capacity
+        X, Y = (np.concatenate([xs, x_test]), np.concatenate([labels, y_test])) if both else \
+            (xs, labels)
+        start = time.perf_counter()
+        with Progress("samples loaded", quiet_off_terminal=True) as bar:
+            device.load_data(X, Y, progress=bar)
+        what = "training and test split" if both else "the training split"
+        _progress(f"LOAD_DATA: {len(X)} samples ({what}) in {time.perf_counter() - start:.1f} s")
+        targets = data.one_hot(labels)
+        for epoch in range(args.epochs):
+            start = time.perf_counter()
+            device.train(1, len(xs), seed=args.seed, first_epoch=epoch)
+            rate = len(xs) / (time.perf_counter() - start)
+            for i in chip_order(len(xs), args.seed, epoch):
+                golden.learn(xs[i][None], targets[i][None])
+            if both:
+                correct, confusion = device.evaluate(len(x_test), start=len(xs))
+                predicted = np.argmax(golden.infer(x_test), axis=1)
+                want = np.zeros_like(confusion)
+                np.add.at(want, (y_test, predicted), 1)
+                if not np.array_equal(confusion, want):
+                    raise PchwError("the device's EVAL confusion counts differ from the golden "
+                                    "model's")
+                result = (f"EVAL: test accuracy {correct / len(x_test):.2%} on {len(x_test)}, "
+                          "confusion counts equal the golden model's")
+            else:
+                result = f"test accuracy {evaluate()[0]:.2%}"
+            _progress(f"epoch {epoch + 1}/{args.epochs}: TRAIN of {len(xs)} samples on the chip "
+                      f"({rate:,.1f} samples/s end to end); {result}")
+
+    if args.learn and device.capacity and len(data.x_train[:limit] if limit else data.x_train) \
+            <= device.capacity:
+        xs = data.x_train[:limit] if limit else data.x_train
+        learn_on_chip(xs, data.y_train[:len(xs)])
+    elif args.learn:
+        if device.capacity:
+            _progress(f"the training split does not fit the device's dataset memory of "
+                      f"{device.capacity} samples: one LEARN command per sample")
         xs, ys = data.x_train[:limit] if limit else data.x_train, data.one_hot(data.y_train)
         for epoch in range(args.epochs):
             order = epoch_order(len(xs), epoch, args.seed)       # as pchw train orders them
@@ -468,6 +529,7 @@ def cmd_run(args):
             _progress(f"epoch {epoch + 1}/{args.epochs}: {len(xs)} on-chip learning steps "
                       f"({rate:,.1f} samples/s), {agree}/{len(xs)} predictions equal the golden "
                       f"model's; test accuracy {acc:.2%} on {n}")
+    if args.learn:
         weights, biases = golden.float_params()
         same = all(np.array_equal(a, b) for l in range(1, network.L + 1)
                    for a, b in zip(device.read_params(l), (weights[l - 1], biases[l - 1])))
@@ -702,7 +764,11 @@ def _parser():
                    help=f"serial baud rate, the board's build's (--port; default "
                    f"{SERIAL_BAUD}, at most {MAX_BAUD}), or the simulated board's UART (--sim; "
                    f"default {SIM_BAUD} at a simulated {SIM_CLOCK_HZ / 1e6:g} MHz clock)")
-    q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating")
+    q.add_argument("--learn", action="store_true", help="on-chip learning before evaluating "
+                   "(with LOAD_DATA and a TRAIN per epoch if the device has a dataset memory "
+                   "the training split fits, else a LEARN command per sample)")
+    q.add_argument("--data-memory", type=_data_memory_arg, default=0, metavar="N",
+                   help=DATA_MEMORY_HELP + " (--sim and --golden; a board's is its build's)")
     q.add_argument("--no-stream", action="store_true",
                    help="wait for each reply before sending the next command (default: stream "
                    "commands within the stream window the device reports; docs/protocol.md)")

@@ -44,8 +44,8 @@ class GoldenTransport(Transport):
     """The golden device model (:class:`pchw.protocol.DeviceModel`) as a device: what the
     hardware must answer, instantly. For trying the host side without a board or a simulator."""
 
-    def __init__(self, network):
-        self.device = protocol.DeviceModel(network)
+    def __init__(self, network, dataset=0):
+        self.device = protocol.DeviceModel(network, dataset=dataset)
         self._received = bytearray()
 
     def write(self, data):
@@ -170,6 +170,9 @@ class Device:
     -------
     window : int or None
         The stream window in bytes, from :meth:`identify` (None before).
+    capacity : int or None
+        Samples the device's dataset memory holds, from :meth:`identify` (0: none, so no
+        :meth:`load_data`, :meth:`train`, :meth:`evaluate`; None before).
     stale_replies : int
         Replies discarded because their tag was not the awaited one.
     overruns : int
@@ -181,6 +184,7 @@ class Device:
         self._f0 = network.value_format(0)
         self._fL = network.value_format(network.L)
         self.window = None
+        self.capacity = None
         self.stale_replies = 0
         self.overruns = 0
         # A random first tag: a reply left over from an earlier host is unlikely to carry ours.
@@ -271,14 +275,14 @@ class Device:
     def identify(self, check=True):
         """``(protocol version, network id)``; with ``check``, refuse a device that runs
         another network or protocol. Sets :attr:`window`."""
-        version, network_id, window = protocol.decode_identify(self._exchange(
+        version, network_id, window, capacity = protocol.decode_identify(self._exchange(
             Opcode.IDENTIFY, protocol.identify_command(tag=self._next_tag())))
         if check and version != protocol.PROTOCOL_VERSION:
             raise PchwError(f"the device speaks protocol version {version}, this host "
                             f"{protocol.PROTOCOL_VERSION}: build and flash the bitstream with "
                             "this pchw")
         if window is not None:
-            self.window = window
+            self.window, self.capacity = window, capacity
         if check and network_id != protocol.network_id(self.network):
             raise PchwError(f"the device runs another network (id {network_id.hex()}, expected "
                             f"{protocol.network_id(self.network).hex()}): build and flash this "
@@ -347,3 +351,50 @@ class Device:
                 raise PchwError("the device has no fault injection: build it with --faults "
                                 "(pchw build, pchw serve, pchw verilog)") from None
             raise
+
+    # -- the dataset on the chip (a build with --dataset; docs/protocol.md) ---------------------
+
+    def _dataset_command(self, opcode, frame):
+        if self.capacity is None:
+            self.identify()
+        if not self.capacity:
+            raise PchwError(f"the device has no dataset memory for {Opcode(opcode).name}: build "
+                            "it with --data-memory N (pchw build, pchw serve, pchw verilog)")
+        return self._exchange(opcode, frame)
+
+    def load_data(self, X, labels, first=0, progress=None):
+        """Store the rows of ``X`` (floats, quantised to layer 0's format) with their class
+        ``labels`` as samples ``first``, ``first + 1``, ... of the device's dataset memory, in
+        LOAD_DATA chunks (the stored set then ends after them); ``progress(done, total)``
+        after each chunk. Returns the number of samples stored."""
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        labels = np.asarray(labels).ravel()
+        if len(X) != len(labels):
+            raise PchwError(f"{len(X)} inputs but {len(labels)} labels")
+        if self.capacity is None:
+            self.identify()
+        if first + len(X) > (self.capacity or 0):
+            raise PchwError(f"{first + len(X)} samples do not fit the device's dataset memory "
+                            f"of {self.capacity} (build it with --data-memory {first + len(X)})")
+        chunk = protocol.load_chunk(self.network)
+        for at in range(0, max(len(X), 1), chunk):
+            rows = slice(at, at + chunk)
+            self._dataset_command(Opcode.LOAD_DATA, protocol.load_data_command(
+                self.network, first + at, self._f0.quantise(X[rows]), labels[rows],
+                tag=self._next_tag()))
+            if progress:
+                progress(min(at + chunk, len(X)), len(X))
+        return first + len(X)
+
+    def train(self, epochs, count, seed=0, first_epoch=0, start=0):
+        """``epochs`` epochs of on-chip learning over the stored samples ``start`` ..
+        ``start + count - 1``, in the order :func:`pchw.order.epoch_order` gives for ``seed``
+        and the epochs ``first_epoch``, ``first_epoch + 1``, ... (TRAIN)."""
+        self._dataset_command(Opcode.TRAIN, protocol.train_command(
+            epochs, seed, first_epoch, start, count, tag=self._next_tag()))
+
+    def evaluate(self, count, start=0):
+        """``(correct, confusion)`` over the stored samples ``start`` .. ``start + count - 1``
+        (EVAL): how many the device classifies right, and ``confusion[label, predicted]``."""
+        return protocol.decode_eval(self.network, self._dataset_command(
+            Opcode.EVAL, protocol.eval_command(start, count, tag=self._next_tag())))

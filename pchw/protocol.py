@@ -33,7 +33,8 @@ __all__ = [
     "crc8_step", "crc8", "value_bytes", "encode_values", "decode_values",
     "command_frame", "reply_frame", "frame_size", "frame_tag", "parse_command", "parse_reply",
     "network_id", "payload_length", "max_payload", "fault_mask_bytes", "fault_command",
-    "decode_fault_masks",
+    "decode_fault_masks", "MAX_DATASET", "sample_bytes", "load_chunk", "load_data_command",
+    "train_command", "eval_command", "decode_eval", "eval_reply_length", "DATASET_OPCODES",
     "identify_command", "infer_command", "learn_command", "read_params_command",
     "write_params_command", "check_reply", "identify_payload", "decode_identify", "decode_outputs",
     "decode_params", "ReceivedFrame", "FrameParser", "DeviceModel",
@@ -48,7 +49,8 @@ TAG_OFFSET = 2              # the tag's byte in a frame
 CRC_SIZE = 1
 MAX_LENGTH = 0xFFFF         # the largest payload the 16-bit length field can express
 MAGIC = b"PCHW"             # start of the IDENTIFY reply
-PROTOCOL_VERSION = 2        # 2: the tag byte; ERR_OVERRUN; the stream window in IDENTIFY
+PROTOCOL_VERSION = 3        # 2: the tag byte; ERR_OVERRUN; the stream window in IDENTIFY
+                            # 3: the dataset commands; the dataset capacity in IDENTIFY
 NETWORK_ID_SIZE = 8         # bytes of the network id in the IDENTIFY reply
 NO_TAG = 0                  # the tag of an error reply to a frame whose tag never arrived; hosts
                             # tag their commands 1..255
@@ -60,6 +62,14 @@ RX_BUFFER_SIZE = 16
 #: the frame receiver; later ones wait in the receive buffer while the device works on it.
 STREAM_WINDOW = RX_BUFFER_SIZE
 WINDOW_SIZE = 2             # bytes of the window in the IDENTIFY reply (little-endian)
+CAPACITY_SIZE = 2           # bytes of the dataset capacity in the IDENTIFY reply (little-endian)
+#: The most samples a dataset memory can hold (its counts are 16-bit fields; the sample order's
+#: permutation, :mod:`pchw.order`, covers up to 2**16 samples).
+MAX_DATASET = 0xFFFF
+FIELD_SIZE = 2              # bytes of each count, index, seed and epoch field (little-endian)
+LOAD_HEADER = 2 * FIELD_SIZE - 1    # LOAD_DATA: the first index, then a 1-byte sample count
+LABEL_SIZE = 1              # bytes of a stored sample's class label
+COUNT_SIZE = 2              # bytes of each count of an EVAL reply (little-endian)
 
 
 class Opcode(enum.IntEnum):
@@ -70,6 +80,9 @@ class Opcode(enum.IntEnum):
     READ_PARAMS = 0x04      # 1 byte: layer l in 1..L
     WRITE_PARAMS = 0x05     # 1 byte layer l, W_l row-major (n_l * n_{l-1} values), b_l (n_l)
     FAULT = 0x06            # dead-unit masks of layers 0..L (fault-injection builds only)
+    LOAD_DATA = 0x07        # first index, count, then count samples (dataset builds only)
+    TRAIN = 0x08            # seed, first epoch, epochs, start, count (dataset builds only)
+    EVAL = 0x09             # start, count (dataset builds only)
 
 
 class Status(enum.IntEnum):
@@ -80,6 +93,7 @@ class Status(enum.IntEnum):
     ERR_LENGTH = 0x03       # length wrong for the opcode, or above max_payload
     ERR_ARGUMENT = 0x04     # layer out of range
     ERR_OVERRUN = 0x05      # input bytes were lost here: the link's receive buffer was full
+    ERR_NO_DATA = 0x06      # TRAIN or EVAL while no sample is stored (before LOAD_DATA)
 
 
 class FrameCheck(enum.IntEnum):
@@ -256,12 +270,13 @@ def _param_bytes(network, l):
     return (n_out * n_in + n_out) * value_bytes(network.weight_format(l))
 
 
-def payload_length(network, opcode, layer=None):
+def payload_length(network, opcode, layer=None, samples=1):
     """The payload length ``opcode`` needs on ``network``.
 
     For WRITE_PARAMS it depends on ``layer`` (the payload's first byte): None if ``layer`` is
     None or outside 1..L, in which case any length >= 1 passes the length check and the reply
-    is ERR_ARGUMENT.
+    is ERR_ARGUMENT. For LOAD_DATA it depends on the sample count in its third byte,
+    ``samples``: :data:`LOAD_HEADER` ``+ samples *`` :func:`sample_bytes`.
     """
     opcode = Opcode(opcode)
     n, L = network.layers, network.L
@@ -277,9 +292,97 @@ def payload_length(network, opcode, layer=None):
         return 1
     if opcode is Opcode.FAULT:
         return sum(fault_mask_bytes(network))
+    if opcode is Opcode.LOAD_DATA:
+        return LOAD_HEADER + samples * sample_bytes(network)
+    if opcode is Opcode.TRAIN:
+        return 5 * FIELD_SIZE
+    if opcode is Opcode.EVAL:
+        return 2 * FIELD_SIZE
     if layer is None or not 1 <= layer <= L:
         return None
     return 1 + _param_bytes(network, layer)
+
+
+#: The commands of a build with a dataset memory (``--data-memory N``); others answer ERR_OPCODE.
+DATASET_OPCODES = (Opcode.LOAD_DATA, Opcode.TRAIN, Opcode.EVAL)
+
+
+def sample_bytes(network):
+    """Bytes of one sample in a LOAD_DATA payload: its ``n_0`` inputs (layer 0's value format),
+    then its class label (:data:`LABEL_SIZE` byte, ``0..n_L - 1``)."""
+    return network.layers[0] * value_bytes(network.value_format(0)) + LABEL_SIZE
+
+
+def load_chunk(network):
+    """The most samples one LOAD_DATA carries: as many as fit the receive buffer
+    (:func:`max_payload`, at least one), at most 255 (the count is one byte)."""
+    return min(0xFF, (max_payload(network) - LOAD_HEADER) // sample_bytes(network))
+
+
+def _field(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+            not 0 <= value <= 0xFFFF:
+        raise PchwError(f"{what} {value!r} does not fit its 16-bit field (0..65535)")
+    return int(value).to_bytes(FIELD_SIZE, "little")
+
+
+def load_data_command(network, first, x_raw, labels, tag=NO_TAG):
+    """LOAD_DATA: store the samples ``first``, ``first + 1``, ... of the dataset memory. Rows
+    of ``x_raw``: ``n_0`` raw integers of ``network.value_format(0)``; ``labels``: class labels
+    ``0..n_L - 1``. At most :func:`load_chunk` samples (none: the stored set is cut to
+    ``first`` samples)."""
+    x = np.asarray(x_raw).reshape(-1, network.layers[0]) if np.size(x_raw) else \
+        np.zeros((0, network.layers[0]), dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    if len(x) != len(labels):
+        raise PchwError(f"{len(x)} inputs but {len(labels)} labels")
+    if len(x) > load_chunk(network):
+        raise PchwError(f"a LOAD_DATA carries at most {load_chunk(network)} samples, not "
+                        f"{len(x)}")
+    if labels.size and (labels.min() < 0 or labels.max() >= network.layers[-1]):
+        raise PchwError(f"labels must be classes 0..{network.layers[-1] - 1}")
+    fmt = network.value_format(0)
+    payload = bytearray(_field(first, "first sample") + bytes([len(x)]))
+    for row, label in zip(x, labels):
+        payload += encode_values(row, fmt) + bytes([int(label)])
+    return command_frame(Opcode.LOAD_DATA, bytes(payload), tag)
+
+
+def train_command(epochs, seed=0, first_epoch=0, start=0, count=None, stored=None, tag=NO_TAG):
+    """TRAIN: ``epochs`` epochs of online learning over the stored samples ``start`` ..
+    ``start + count - 1`` (``count``: all ``stored`` from ``start`` if None), in the order of
+    :func:`pchw.order.epoch_order` for ``seed`` and the epochs ``first_epoch``,
+    ``first_epoch + 1``, ..."""
+    if count is None:
+        if stored is None:
+            raise PchwError("TRAIN needs a count of samples (or the stored count)")
+        count = stored - start
+    return command_frame(Opcode.TRAIN, _field(seed, "seed") + _field(first_epoch, "first epoch")
+                         + _field(epochs, "epochs") + _field(start, "start")
+                         + _field(count, "count"), tag)
+
+
+def eval_command(start, count, tag=NO_TAG):
+    """EVAL: infer the stored samples ``start`` .. ``start + count - 1``; the reply counts the
+    right answers and the confusions (:func:`decode_eval`)."""
+    return command_frame(Opcode.EVAL, _field(start, "start") + _field(count, "count"), tag)
+
+
+def eval_reply_length(network):
+    """Bytes of an OK EVAL reply: the right answers, then the ``n_L x n_L`` confusion counts,
+    :data:`COUNT_SIZE` bytes each."""
+    return COUNT_SIZE * (1 + network.layers[-1] ** 2)
+
+
+def decode_eval(network, payload):
+    """``(correct, confusion)`` from an EVAL reply: the samples whose predicted class (the
+    first largest output) is their label, and ``confusion[label, predicted]`` (int arrays)."""
+    if len(payload) != eval_reply_length(network):
+        raise PchwError(f"an EVAL reply has {eval_reply_length(network)} bytes, not "
+                        f"{len(payload)}")
+    counts = np.frombuffer(bytes(payload), dtype="<u2").astype(np.int64)
+    n = network.layers[-1]
+    return int(counts[0]), counts[1:].reshape(n, n)
 
 
 def fault_mask_bytes(network):
@@ -330,7 +433,7 @@ def max_payload(network):
         If it is above 65535 bytes: a WRITE_PARAMS of the largest layer would not fit the
         16-bit length field, so the network is too big for this protocol.
     """
-    lengths = [payload_length(network, op) or 0 for op in Opcode]
+    lengths = [payload_length(network, op) or 0 for op in Opcode]   # LOAD_DATA: one sample
     lengths += [payload_length(network, Opcode.WRITE_PARAMS, l) for l in range(1, network.L + 1)]
     longest = max(lengths)
     if longest > MAX_LENGTH:
@@ -397,26 +500,29 @@ def check_reply(reply, opcode):
     return payload
 
 
-def identify_payload(network_id, window=STREAM_WINDOW):
-    """The OK reply payload of IDENTIFY: :data:`MAGIC`, version, network id, stream window."""
+def identify_payload(network_id, window=STREAM_WINDOW, capacity=0):
+    """The OK reply payload of IDENTIFY: :data:`MAGIC`, version, network id, stream window,
+    dataset capacity (0: no dataset memory, no LOAD_DATA / TRAIN / EVAL)."""
     return (MAGIC + bytes([PROTOCOL_VERSION]) + network_id
-            + window.to_bytes(WINDOW_SIZE, "little"))
+            + window.to_bytes(WINDOW_SIZE, "little") + capacity.to_bytes(CAPACITY_SIZE, "little"))
 
 
 def decode_identify(payload):
-    """``(version, network_id, window)`` from an IDENTIFY reply payload (``network_id`` and
-    ``window`` are None if the device speaks another protocol version)."""
+    """``(version, network_id, window, capacity)`` from an IDENTIFY reply payload (all but the
+    version None if the device speaks another protocol version)."""
     payload = bytes(payload)
     if len(payload) <= len(MAGIC) or payload[:len(MAGIC)] != MAGIC:
         raise PchwError(f"not a pchw device: IDENTIFY replied {payload!r}")
     version = payload[len(MAGIC)]
     if version != PROTOCOL_VERSION:
-        return version, None, None
+        return version, None, None, None
     if len(payload) != len(identify_payload(bytes(NETWORK_ID_SIZE))):
         raise PchwError(f"not a pchw device: IDENTIFY replied {payload!r}")
     start = len(MAGIC) + 1
-    return (version, payload[start:start + NETWORK_ID_SIZE],
-            int.from_bytes(payload[start + NETWORK_ID_SIZE:], "little"))
+    window = start + NETWORK_ID_SIZE
+    return (version, payload[start:window],
+            int.from_bytes(payload[window:window + WINDOW_SIZE], "little"),
+            int.from_bytes(payload[window + WINDOW_SIZE:], "little"))
 
 
 def decode_outputs(network, payload):
@@ -515,6 +621,11 @@ class DeviceModel:
         A fault-injection build: FAULT sets the dead units (``pchw.faults``: a dead unit's
         value, prediction and error are zero; learning never moves it). Without, FAULT is an
         unknown opcode (ERR_OPCODE), as in every normal build.
+    dataset : int
+        The capacity of the dataset memory in samples (a build with ``--data-memory N``): LOAD_DATA
+        stores samples, TRAIN learns from them, EVAL counts right answers and confusions
+        (``docs/protocol.md``). 0 (the default): no dataset memory, and those opcodes are
+        unknown (ERR_OPCODE).
 
     Members
     -------
@@ -524,6 +635,9 @@ class DeviceModel:
     network_id : bytes
     window : int
         The stream window IDENTIFY reports (:data:`STREAM_WINDOW`).
+    data_x, data_labels : int64 arrays
+        The dataset memory (``dataset`` rows of ``n_0`` raw inputs; the labels);
+        ``stored`` samples of it are valid.
 
     Every complete frame gets exactly one reply, with the frame's tag; errors never change the
     parameters. A frame is checked in this order: crc (ERR_CHECKSUM), opcode (ERR_OPCODE),
@@ -536,8 +650,16 @@ class DeviceModel:
     losses in the order the board received them, the model predicts every reply byte.
     """
 
-    def __init__(self, network, faults=False):
+    def __init__(self, network, faults=False, dataset=0):
         self.network = network
+        if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or \
+                not 0 <= dataset <= MAX_DATASET:
+            raise PchwError(f"dataset capacity {dataset!r}: a number of samples in "
+                            f"0..{MAX_DATASET}")
+        self.capacity = int(dataset)
+        self.data_x = np.zeros((self.capacity, network.layers[0]), dtype=np.int64)
+        self.data_labels = np.zeros(self.capacity, dtype=np.int64)
+        self.stored = 0
         self.model = FixedModel(network)
         self.faults = None
         if faults:
@@ -579,6 +701,10 @@ class DeviceModel:
             return error(Status.ERR_OPCODE)
         if opcode is Opcode.FAULT and self.faults is None:
             return error(Status.ERR_OPCODE)
+        if opcode in DATASET_OPCODES:
+            if not self.capacity:
+                return error(Status.ERR_OPCODE)
+            return self._dataset(opcode, payload, reply, error)
         layered = opcode in (Opcode.READ_PARAMS, Opcode.WRITE_PARAMS)
         layer = payload[0] if layered and payload else None
         need = payload_length(net, opcode, layer)
@@ -588,7 +714,8 @@ class DeviceModel:
             return error(Status.ERR_ARGUMENT)
 
         if opcode is Opcode.IDENTIFY:
-            return reply(Status.OK, identify_payload(self.network_id, self.window))
+            return reply(Status.OK, identify_payload(self.network_id, self.window,
+                                                     self.capacity))
         if opcode is Opcode.FAULT:
             self.faults.dead = decode_fault_masks(net, payload)
             return reply(Status.OK)
@@ -610,3 +737,49 @@ class DeviceModel:
         W, b = decode_params(net, layer, payload[1:])
         self.model.W[layer - 1], self.model.b[layer - 1] = W, b
         return reply(Status.OK)
+
+    def _dataset(self, opcode, payload, reply, error):
+        """LOAD_DATA, TRAIN and EVAL (a build with a dataset memory), checked in the order
+        length (ERR_LENGTH), stored set (ERR_NO_DATA), arguments (ERR_ARGUMENT)."""
+        net, L = self.network, self.network.L
+        f0, fL = net.value_format(0), net.value_format(L)
+        fields = [int.from_bytes(payload[i:i + FIELD_SIZE], "little")
+                  for i in range(0, len(payload) - 1, FIELD_SIZE)]
+        if opcode is Opcode.LOAD_DATA:
+            count = payload[LOAD_HEADER - 1] if len(payload) >= LOAD_HEADER else None
+            if count is None or len(payload) != payload_length(net, opcode, samples=count):
+                return error(Status.ERR_LENGTH)
+            first, size = fields[0], sample_bytes(net)
+            samples = [payload[LOAD_HEADER + i * size:LOAD_HEADER + (i + 1) * size]
+                       for i in range(count)]
+            if first > self.stored or first + count > self.capacity or \
+                    any(sample[-1] >= net.layers[L] for sample in samples):
+                return error(Status.ERR_ARGUMENT)
+            for i, sample in enumerate(samples):
+                self.data_x[first + i] = decode_values(sample[:-LABEL_SIZE], f0, net.layers[0])
+                self.data_labels[first + i] = sample[-1]
+            self.stored = first + count
+            return reply(Status.OK)
+        if len(payload) != payload_length(net, opcode):
+            return error(Status.ERR_LENGTH)
+        if not self.stored:
+            return error(Status.ERR_NO_DATA)
+        start, count = fields[-2:]
+        if count == 0 or start + count > self.stored or \
+                (opcode is Opcode.TRAIN and fields[2] == 0):
+            return error(Status.ERR_ARGUMENT)
+        x = f0.dequantise(self.data_x[start:start + count])
+        labels = self.data_labels[start:start + count]
+        if opcode is Opcode.TRAIN:
+            from .order import epoch_order
+            seed, first_epoch, epochs = fields[:3]
+            targets = fL.dequantise(fL.quantise(np.eye(net.layers[L])))[labels]
+            for epoch in range(first_epoch, first_epoch + epochs):
+                for i in epoch_order(count, seed, epoch & 0xFFFF):
+                    self.model.learn(x[i][None], targets[i][None])
+            return reply(Status.OK)
+        predicted = np.argmax(self.model.infer(x), axis=1)
+        confusion = np.zeros((net.layers[L],) * 2, dtype=np.int64)
+        np.add.at(confusion, (labels, predicted), 1)
+        counts = np.concatenate([[np.trace(confusion)], confusion.ravel()])
+        return reply(Status.OK, counts.astype("<u2").tobytes())

@@ -150,8 +150,8 @@ def test_identify(make):
     status, payload = reply(p.DeviceModel(net), p.identify_command())
     assert status is p.Status.OK
     assert payload[:4] == b"PCHW"
-    assert p.decode_identify(payload) == (2, p.network_id(net), p.STREAM_WINDOW)
-    assert p.STREAM_WINDOW == p.RX_BUFFER_SIZE == int.from_bytes(payload[-2:], "little") == 16
+    assert p.decode_identify(payload) == (3, p.network_id(net), p.STREAM_WINDOW, 0)
+    assert p.STREAM_WINDOW == p.RX_BUFFER_SIZE == int.from_bytes(payload[-4:-2], "little") == 16
 
 
 @pytest.mark.parametrize("make", NETWORKS)
@@ -330,8 +330,8 @@ def test_command_helpers_validate():
     with pytest.raises(PchwError, match="not a pchw device"):
         p.decode_identify(b"XXXX" + bytes(11))
     with pytest.raises(PchwError, match="not a pchw device"):
-        p.decode_identify(b"PCHW\x02" + bytes(9))
-    assert p.decode_identify(b"PCHW\x01" + bytes(8)) == (1, None, None)   # another version
+        p.decode_identify(b"PCHW\x03" + bytes(11))
+    assert p.decode_identify(b"PCHW\x02" + bytes(10)) == (2, None, None, None)  # another version
 
 
 # -- many frames: tags, order, and losses (properties of the golden device model) ---------------
