@@ -15,6 +15,7 @@ from .datasets import DATASETS, load_dataset
 from .defaults import DEFAULT_MODE, default_settings
 from .errors import PchwError
 from .golden import make_model
+from .graph import hardware_network
 from .network import ACTIVATIONS, MODES, Network, load
 from .faults import BUILD_OPTION_HELP as FAULTS_HELP
 from .progress import Progress, say
@@ -151,6 +152,14 @@ def _lanes_arg(text):
     return lanes
 
 
+def _chain_for_now(network, command):
+    from .graph import Graph
+    if isinstance(network, Graph) and network.chain_obstacle():
+        raise PchwError(f"{network.source}: pchw {command} of a graph waits for the graph golden "
+                        "model (issue 12)")
+    return network.to_chain() if isinstance(network, Graph) else network
+
+
 def cmd_info(args):
     network = load(args.model)
     print(network.summary())
@@ -179,7 +188,7 @@ def cmd_init(args):
 
 
 def cmd_train(args):
-    network = load(args.model)
+    network = _chain_for_now(load(args.model), "train")
     if args.init is not None:
         network = network.with_params(*network.init_params(args.init))
     if args.mode and args.mode != network.pc.mode:
@@ -234,7 +243,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    network = load(args.model)
+    network = _chain_for_now(load(args.model), "eval")
     data = _dataset_for(network, args)
     model = make_model(network, args.fixed)
     train_acc = accuracy(model.predict, data.x_train, data.y_train)
@@ -247,7 +256,7 @@ def cmd_eval(args):
 
 
 def cmd_golden(args):
-    network = load(args.model)
+    network = _chain_for_now(load(args.model), "golden")
     out = Path(args.out)
     if out.suffix != ".npz":             # numpy.savez would add it: say the file's real name
         out = out.with_name(out.name + ".npz")
@@ -295,7 +304,7 @@ def cmd_golden(args):
 
 def cmd_verilog(args):
     from . import verilog
-    network = load(args.model)
+    network = hardware_network(load(args.model), "verilog")
     if args.top is not None:
         _verilog_name(args.top)
     _output_folder(Path(args.output).parent, "-o")
@@ -316,7 +325,7 @@ def cmd_sim(args):
         from .sim import runner
     except ImportError as missing:
         raise PchwError(f"pchw sim needs cocotb ({missing}); pip install 'pchw[sim]'")
-    network = load(args.model)
+    network = hardware_network(load(args.model), "sim")
     for name in ("gaps", "backpressure"):
         if not 0 <= getattr(args, name) < 1:
             raise PchwError(f"--{name} {getattr(args, name)}: a probability in [0, 1)")
@@ -434,7 +443,7 @@ def _open_device(args, network):
 
 def cmd_run(args):
     from .golden import FixedModel
-    network = load(args.model)
+    network = hardware_network(load(args.model), "run")
     data = _dataset_for(network, args)
     device = _open_device(args, network)
     version, network_id = device.identify()
@@ -548,7 +557,7 @@ def cmd_run(args):
 
 def cmd_build(args):
     from . import build
-    network = load(args.model)
+    network = hardware_network(load(args.model), "build")
     if args.output:
         _output_folder(args.output, "-o")
     start = time.perf_counter()
@@ -588,14 +597,14 @@ def cmd_build(args):
 
 def cmd_flash(args):
     from . import build
-    network = load(args.model)
+    network = hardware_network(load(args.model), "flash")
     build.flash(network, args.board, args.output, progress=_progress)
     print(f"programmed {args.board}")
 
 
 def cmd_sweep(args):
     from . import sweep
-    network = load(args.model)
+    network = hardware_network(load(args.model), "sweep")
     grid = sweep.load_grid(args.grid, network)
     if args.no_build:
         grid = grid.without_builds()

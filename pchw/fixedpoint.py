@@ -19,7 +19,8 @@ __all__ = [
     "Format", "requantise", "saturate", "round_shift", "exact_matmul", "stochastic_noise",
     "INT64_BITS", "sum_bits", "product_sum_bits", "exact_dtype", "value_bits", "LayerShifts",
     "srhash32", "srhash_round_keys", "srhash_words", "srhash_round", "SRHASH_FIELDS",
-    "Saturations",
+    "Saturations", "TABLE_RANGE", "TABLE_STEP_BITS", "TABLE_FRAC", "TABLE_FUNCTIONS",
+    "activation_table", "table_activation", "table_gate",
 ]
 
 MIN_WIDTH = 2
@@ -320,3 +321,70 @@ class Saturations:
         if not self.counts:
             return "no saturation"
         return ", ".join(f"{k}: {v}" for k, v in self.as_dict().items())
+
+
+# Tables of tanh and sigmoid (docs/fixed-point.md, "tanh and sigmoid"): the one statement of
+# them, for the golden model and (later) the circuits.
+
+#: The table covers inputs ``[-TABLE_RANGE, TABLE_RANGE]``; outside, ``f`` is its end value and
+#: ``f'`` is 0.
+TABLE_RANGE = 8
+#: Entries are ``2**-TABLE_STEP_BITS`` apart (``2 * TABLE_RANGE * 2**TABLE_STEP_BITS`` segments).
+TABLE_STEP_BITS = 4
+#: Entries are raw integers with this many fraction bits (round half up).
+TABLE_FRAC = 16
+#: The functions with a table, in float64 (what the entries sample, and the float model uses).
+TABLE_FUNCTIONS = {
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64))),
+}
+_TABLES = {}
+
+
+def activation_table(name):
+    """The entries ``T[k] = round(f(-R + k 2^-s) 2^16)``, ``k = 0 .. 2R 2^s`` (257 of them), and
+    a copy of the last (so that ``T[k+1]`` exists for every ``k``): int64."""
+    if name not in _TABLES:
+        segments = 2 * TABLE_RANGE << TABLE_STEP_BITS
+        xs = np.ldexp(np.arange(segments + 1, dtype=np.float64), -TABLE_STEP_BITS) - TABLE_RANGE
+        table = Format(TABLE_FRAC + 2, TABLE_FRAC).quantise(TABLE_FUNCTIONS[name](xs))
+        _TABLES[name] = np.append(table, table[-1]).astype(np.int64)
+    return _TABLES[name]
+
+
+def _table_position(x, fmt):
+    """``(k, r, e, inside)`` of raw values ``x`` of ``fmt``: the segment ``k`` holding
+    ``clamp(x)``, the offset ``r`` in it (``e = frac - TABLE_STEP_BITS`` bits; 0 when
+    ``e < 0``), and whether ``-R <= x < R``."""
+    v = fmt.frac
+    low = -(TABLE_RANGE << v)
+    p = np.asarray(x).astype(np.int64) - low
+    inside = (p >= 0) & (p < (2 * TABLE_RANGE) << v)
+    p = np.clip(p, 0, (2 * TABLE_RANGE) << v)
+    e = v - TABLE_STEP_BITS
+    if e >= 0:
+        k = p >> e
+        return k, p - (k << e), e, inside
+    return p << -e, np.zeros_like(p), e, inside
+
+
+def table_activation(name, x, fmt):
+    """``f(x)`` for raw values ``x`` of ``fmt``: the linear interpolation of the table between
+    its entries, rounded half up into ``fmt`` (saturated)."""
+    table = activation_table(name)
+    k, r, e, _ = _table_position(x, fmt)
+    e = max(e, 0)
+    acc = (table[k] << e) + (table[k + 1] - table[k]) * r
+    return requantise(acc, TABLE_FRAC + e - fmt.frac, fmt)
+
+
+def table_gate(name, x, message, fmt):
+    """``f'(x) * message``: the slope of ``x``'s segment, ``(T[k+1] - T[k]) 2^(s - 16)``, times
+    the message, rounded half up into ``fmt`` (saturated); 0 outside ``[-R, R)``."""
+    table = activation_table(name)
+    k, _, _, inside = _table_position(x, fmt)
+    k = np.minimum(k, len(table) - 2)
+    slope = table[k + 1] - table[k]
+    product = requantise(slope * np.asarray(message).astype(np.int64),
+                         TABLE_FRAC - TABLE_STEP_BITS, fmt)
+    return np.where(inside, product, 0)

@@ -20,11 +20,14 @@ from .errors import PchwError
 from .fixedpoint import Format
 
 __all__ = ["Activation", "PCSettings", "Formats", "Network", "load", "MODES", "ACTIVATIONS",
+           "CIRCUIT_ACTIVATIONS",
            "MAX_LAYER_SIZE", "MAX_WEIGHT_LAYERS", "MAX_SHIFT", "MAX_INFERENCE_STEPS",
            "MAX_PARAMETERS", "MAX_LANES", "lane_limit"]
 
 MODES = ("standard", "fixed_prediction", "incremental")
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh")
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh", "tanh", "sigmoid")
+#: The activations the circuits implement (tanh and sigmoid run in the golden model only).
+CIRCUIT_ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh")
 ROUNDINGS = ("nearest", "stochastic")
 MAX_LAYER_SIZE = 65535      # row and column indices of the stochastic-rounding hash are 16 bits
 MAX_WEIGHT_LAYERS = 255     # the layer index of the hash is 8 bits
@@ -545,6 +548,17 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
     The parameters are ``weights`` and ``biases``, or read from the ``.npz`` file
     ``weights_path`` once the description is valid (the sizes it gives are checked before any
     array is read), or else drawn at random."""
+    if "node" in d:                 # a graph of named nodes (pchw.graph)
+        if "layers" in (d.get("network") or {}):
+            _fail(f"{source}: network.layers", "give either network.layers (a chain) or "
+                                               "[[node]] tables (a graph), not both")
+        if "hardware" in d:
+            _fail(f"{source}: [hardware]", "a graph has no hardware settings yet (its circuits "
+                                           "are future work)")
+        from .graph import graph_from_toml_dict
+        if weights is not None or biases is not None:
+            _fail(source, "a graph's parameters are a dict: use pchw.graph.Graph")
+        return graph_from_toml_dict(d, source, weights_path=weights_path)
     _reject_unknown(d, _TOP_KEYS, source)
     net = _table(d, "network", source, required=True)
     _reject_unknown(net, {"layers", "activations", "name", "dataset"}, f"{source}: [network]")
@@ -615,12 +629,19 @@ def _npz_kind(head):
 
 def _read_weights(path, layers):
     """The arrays ``W1..WL``, ``b1..bL`` of the ``.npz`` file ``path`` for a network of sizes
-    ``layers``. Each array's shape and type are checked from its header before its data is read,
-    and nothing is unpickled."""
+    ``layers`` (:func:`_read_arrays`)."""
     L = len(layers) - 1
-    expected = [f"W{l}" for l in range(1, L + 1)] + [f"b{l}" for l in range(1, L + 1)]
     shapes = {**{f"W{l}": (layers[l], layers[l - 1]) for l in range(1, L + 1)},
               **{f"b{l}": (layers[l],) for l in range(1, L + 1)}}
+    arrays = _read_arrays(path, shapes)
+    return [arrays[f"W{l}"] for l in range(1, L + 1)], [arrays[f"b{l}"] for l in range(1, L + 1)]
+
+
+def _read_arrays(path, shapes):
+    """The arrays named by the keys of ``shapes`` (in that order) of the ``.npz`` file
+    ``path``, a dict. Each array's shape and type are checked from its header before its data
+    is read, and nothing is unpickled."""
+    expected = list(shapes)
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -649,7 +670,7 @@ def _read_weights(path, layers):
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
         _fail(path, f"is not a complete .npz archive (truncated or damaged: {error}); "
                     f"{_NPZ_ADVICE}")
-    return [arrays[f"W{l}"] for l in range(1, L + 1)], [arrays[f"b{l}"] for l in range(1, L + 1)]
+    return arrays
 
 
 def _read_member(f, key, shape, path):

@@ -356,7 +356,8 @@ def write_report(model, board=None, output=None, epochs=None, progress=print):
     start_time = time.perf_counter()
     if board is not None:
         find_board(board)
-    network = load(model)
+    from .graph import hardware_network
+    network = hardware_network(load(model), "report")
     if epochs is not None and epochs < 1:
         raise PchwError("--epochs must be at least 1")
     if not network.dataset:

@@ -22,11 +22,16 @@ def _activation(module, index):
             raise PchwError(f"torch module [{index}]: Hardtanh must clip to [-1, 1], not "
                             f"[{module.min_val}, {module.max_val}]")
         return Activation("hardtanh")
+    if isinstance(module, nn.Tanh):
+        return Activation("tanh")
+    if isinstance(module, nn.Sigmoid):
+        return Activation("sigmoid")
     if isinstance(module, nn.LeakyReLU):
         return Activation.parse({"name": "leaky_relu", "slope": module.negative_slope},
                                 f"torch module [{index}]")
     raise PchwError(f"torch module [{index}]: {type(module).__name__} is not supported; use "
-                    "Linear, Identity, ReLU, LeakyReLU (power-of-two slope) or Hardtanh")
+                    "Linear, Identity, ReLU, LeakyReLU (power-of-two slope), Hardtanh, Tanh or "
+                    "Sigmoid")
 
 
 def from_torch(sequential, **kwargs):

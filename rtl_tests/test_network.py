@@ -279,7 +279,7 @@ def random_network(seed):
     layers = [int(n) for n in rng.integers(1, 8, L + 1)]
     activations = []
     for _ in range(L):
-        name = str(rng.choice(pchw.network.ACTIVATIONS))
+        name = str(rng.choice(pchw.network.CIRCUIT_ACTIVATIONS))
         activations.append({"name": name, "slope": 0.25} if name == "leaky_relu" else name)
     lanes = [n if rng.random() < 0.5 else int(rng.integers(1, n + 1)) for n in layers[1:]]
 

@@ -31,7 +31,39 @@ def quant(x, fmt):
     return sat(math.floor(Fraction(x) * 2 ** fmt.frac + Fraction(1, 2)), fmt)
 
 
+def _table(name):
+    """The docs' table: f at -8 + k/16, k = 0..256, times 2^16, rounded half up."""
+    f = math.tanh if name == "tanh" else (lambda v: 0.5 * (1.0 + math.tanh(0.5 * v)))
+    return [math.floor(Fraction(f(-8 + Fraction(k, 16).__float__())) * 2 ** 16 + Fraction(1, 2))
+            for k in range(257)]
+
+
+def _segment(x, fmt):
+    """(k, offset within the segment as a Fraction of it) of raw x, x clamped to [-8, 8]."""
+    real = min(max(Fraction(x, 2 ** fmt.frac), Fraction(-8)), Fraction(8))
+    k = min(math.floor((real + 8) * 16), 256)
+    return k, (real + 8) * 16 - k
+
+
+def table_act(name, x, fmt):
+    t = _table(name)
+    k, offset = _segment(x, fmt)
+    value = Fraction(t[k]) + ((t[k + 1] - t[k]) * offset if k < 256 else 0)
+    return sat(math.floor(value * Fraction(2 ** fmt.frac, 2 ** 16) + Fraction(1, 2)), fmt)
+
+
+def table_gate(name, x, m, fmt):
+    if not -8 * 2 ** fmt.frac <= x < 8 * 2 ** fmt.frac:
+        return 0
+    t = _table(name)
+    k, _ = _segment(x, fmt)
+    slope = Fraction(t[k + 1] - t[k], 2 ** 12)          # per unit of x: (dT / 2^16) / (1/16)
+    return sat(math.floor(slope * m + Fraction(1, 2)), fmt)
+
+
 def act(a, x, fmt):
+    if a.name in ("tanh", "sigmoid"):
+        return table_act(a.name, x, fmt)
     if a.name == "relu":
         return x if x > 0 else 0
     if a.name == "leaky_relu":
@@ -43,6 +75,8 @@ def act(a, x, fmt):
 
 
 def gate(a, x, m, fmt):
+    if a.name in ("tanh", "sigmoid"):
+        return table_gate(a.name, x, m, fmt)
     if a.name == "relu":
         return m if x > 0 else 0
     if a.name == "leaky_relu":

@@ -167,3 +167,30 @@ def _speck_hash(seed, step, layer, row, col):
        st.integers(0, 65535), st.integers(0, 65535))
 def test_srhash_matches_its_specification(seed, step, layer, row, col):
     assert int(srhash32(seed, step, layer, row, col)) == _speck_hash(seed, step, layer, row, col)
+
+
+def test_activation_tables_match_their_text():
+    """docs/fixed-point.md, "tanh and sigmoid": the entries, f, and f' of the table."""
+    import math
+    from pchw.fixedpoint import activation_table, table_activation, table_gate
+    tanh, sigmoid = activation_table("tanh"), activation_table("sigmoid")
+    assert len(tanh) == 258 and tanh[128] == 0 and sigmoid[128] == 32768
+    assert tanh[0] == -65536 and tanh[256] == tanh[257] == 65536
+    assert [int(t) for t in tanh[120:124]] == [math.floor(math.tanh(-8 + k / 16) * 65536 + 0.5)
+                                               for k in range(120, 124)]
+    fmt = Format(16, 10)
+    x = np.arange(fmt.min, fmt.max + 1, 37)
+    real = fmt.dequantise(x)
+    assert np.max(np.abs(fmt.dequantise(table_activation("tanh", x, fmt)) - np.tanh(real))) \
+        < 8.2e-4
+    # Between two entries f is the straight line through them; its slope times m is f' m.
+    k = 100                                  # x_k = -8 + 100/16 = -1.75
+    xk = (-8 * 16 + k) * 64                  # raw Q.10
+    assert table_activation("tanh", np.array([xk]), fmt)[0] == round(tanh[k] / 64)
+    mid = table_activation("tanh", np.array([xk + 32]), fmt)[0]
+    assert mid == math.floor((tanh[k] + tanh[k + 1]) / 2 / 64 + 0.5)
+    m = np.array([1000])
+    assert table_gate("tanh", np.array([xk + 5]), m, fmt)[0] == \
+        math.floor((tanh[k + 1] - tanh[k]) * 1000 / 4096 + 0.5)
+    assert table_gate("sigmoid", np.array([8 << 10, -(8 << 10) - 1]), np.array([9, 9]),
+                      fmt).tolist() == [0, 0]

@@ -13,7 +13,8 @@ from pchw.quality import AGREEMENT_STEPS, gradient_agreement, millidge_setup
 
 from .reference_pc import Reference
 
-ACTIVATION_SPECS = ["identity", "relu", "hardtanh", {"name": "leaky_relu", "slope": 0.25}]
+ACTIVATION_SPECS = ["identity", "relu", "hardtanh", {"name": "leaky_relu", "slope": 0.25},
+                    "tanh", "sigmoid"]
 
 
 def _topology(draw, min_width, max_width):
@@ -77,7 +78,8 @@ def finite_difference_gradient(net, x, y, eps=1e-6):
     """dLoss/dW_l and dLoss/db_l by central differences, from a forward pass written here."""
     acts = {"identity": lambda v: v, "relu": lambda v: np.maximum(v, 0),
             "hardtanh": lambda v: np.clip(v, -1, 1),
-            "leaky_relu": lambda v, s=0: np.where(v >= 0, v, v * 2.0 ** -s)}
+            "leaky_relu": lambda v, s=0: np.where(v >= 0, v, v * 2.0 ** -s),
+            "tanh": np.tanh, "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v))}
 
     def f(a, v):
         return acts[a.name](v, a.shift) if a.name == "leaky_relu" else acts[a.name](v)

@@ -14,11 +14,12 @@ nn = torch.nn
 def test_import_matches_torch_forward():
     torch.manual_seed(0)
     seq = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6),
-                        nn.LeakyReLU(0.125), nn.Linear(6, 4), nn.Hardtanh(), nn.Linear(4, 3))
+                        nn.LeakyReLU(0.125), nn.Linear(6, 4), nn.Hardtanh(), nn.Linear(4, 3),
+                        nn.Tanh(), nn.Linear(3, 3), nn.Sigmoid(), nn.Linear(3, 2))
     net = pchw.from_torch(seq)
-    assert net.layers == (5, 7, 6, 4, 3)
+    assert net.layers == (5, 7, 6, 4, 3, 3, 2)
     assert [str(a) for a in net.activations] == ["identity", "relu", "leaky_relu(2^-3)",
-                                                 "hardtanh"]
+                                                 "hardtanh", "tanh", "sigmoid"]
     x = np.random.default_rng(0).normal(size=(8, 5))
     with torch.no_grad():
         expected = seq.double()(torch.tensor(x)).numpy()
@@ -32,7 +33,7 @@ def test_leading_activation_is_f0_and_missing_bias_is_zero():
 
 
 @pytest.mark.parametrize("seq, message", [
-    (lambda: nn.Sequential(nn.Linear(3, 2), nn.Sigmoid(), nn.Linear(2, 2)), "Sigmoid is not"),
+    (lambda: nn.Sequential(nn.Linear(3, 2), nn.GELU(), nn.Linear(2, 2)), "GELU is not"),
     (lambda: nn.Sequential(nn.Linear(3, 2), nn.ReLU()), "ends with an activation"),
     (lambda: nn.Sequential(nn.Linear(3, 2), nn.LeakyReLU(0.1), nn.Linear(2, 2)),
      "not a power of two"),

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..errors import PchwError
+from ..graph import hardware_network
 from ..network import load
 from ..progress import say as _progress
 
@@ -86,7 +87,7 @@ def spec_from_args(args, network):
 def run(args):
     from ..cli import _dataset_for, _output_file
     from ..faults import plot_recovery, recovery
-    network = load(args.model)
+    network = hardware_network(load(args.model), "faults")
     if args.epochs < 1 or (args.reference_epochs is not None and args.reference_epochs < 1):
         raise PchwError("--epochs and --reference-epochs must be at least 1")
     for path, option in ((args.plot, "--plot"), (args.json, "--json")):

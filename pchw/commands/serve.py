@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import PchwError
 from ..faults import BUILD_OPTION_HELP
+from ..graph import hardware_network
 from ..network import load
 from ..progress import say as _progress
 from ..serve import SIM_BAUD, SIM_CLOCK_HZ
@@ -41,7 +42,7 @@ def add_arguments(parser, common):
 
 def run(args):
     from .. import serve
-    network = load(args.model)
+    network = hardware_network(load(args.model), "serve")
     if args.link is not None and Path(args.link).exists() and not Path(args.link).is_symlink():
         raise PchwError(f"--link {args.link}: exists and is not a symbolic link")
     device = ("the golden device model" if args.golden else

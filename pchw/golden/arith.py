@@ -9,8 +9,9 @@ The fixed-point rules are those of ``docs/fixed-point.md``; every narrowing goes
 
 import numpy as np
 
-from ..fixedpoint import (LayerShifts, Saturations, exact_dtype, exact_matmul, product_sum_bits,
-                          requantise, round_shift, saturate, stochastic_noise, sum_bits)
+from ..fixedpoint import (TABLE_FUNCTIONS, LayerShifts, Saturations, exact_dtype, exact_matmul,
+                          product_sum_bits, requantise, round_shift, saturate, stochastic_noise,
+                          sum_bits, table_activation, table_gate)
 
 __all__ = ["FloatArith", "FixedArith"]
 
@@ -48,6 +49,8 @@ class FloatArith:
             return np.where(x >= 0, x, np.ldexp(x, -f.shift))
         if f.name == "hardtanh":
             return np.clip(x, -1.0, 1.0)
+        if f.name in TABLE_FUNCTIONS:
+            return TABLE_FUNCTIONS[f.name](x)
         return x
 
     def gate(self, l, x, message):
@@ -59,6 +62,11 @@ class FloatArith:
             return np.where(x > 0, message, np.ldexp(message, -f.shift))
         if f.name == "hardtanh":
             return np.where((x > -1.0) & (x < 1.0), message, 0.0)
+        if f.name == "tanh":
+            return (1.0 - np.tanh(x) ** 2) * message
+        if f.name == "sigmoid":
+            s = TABLE_FUNCTIONS["sigmoid"](x)
+            return s * (1.0 - s) * message
         return message
 
     def mu(self, l, w, b, phi):
@@ -130,10 +138,13 @@ class FixedArith:
             return np.where(x >= 0, x, round_shift(x, f.shift, bits=self.vf[l].width))
         if f.name == "hardtanh":
             return np.clip(x, -(1 << self.vf[l].frac), self.vf[l].one)
+        if f.name in TABLE_FUNCTIONS:
+            return table_activation(f.name, x, self.vf[l])
         return x
 
     def gate(self, l, x, message):
-        """``f_l'(x) * message``: a select, or a shift for leaky_relu; never a multiply."""
+        """``f_l'(x) * message``: a select, or a shift for leaky_relu; a multiply by the table's
+        slope for tanh and sigmoid."""
         f = self.activations[l]
         if f.name == "relu":
             return np.where(x > 0, message, 0)
@@ -143,6 +154,8 @@ class FixedArith:
         if f.name == "hardtanh":
             one = 1 << self.vf[l].frac
             return np.where((x > -one) & (x < one), message, 0)
+        if f.name in TABLE_FUNCTIONS:
+            return table_gate(f.name, x, message, self.vf[l])
         return message
 
     def mu(self, l, w, b, phi):
