@@ -45,10 +45,10 @@ def _dataset_for(network, args):
         raise PchwError("no dataset: pass --dataset NAME or set network.dataset in network.toml "
                         f"(known: {', '.join(DATASETS)})")
     data = load_dataset(name, seed=args.split_seed)
-    if data.n_features != network.layers[0] or data.n_classes != network.layers[-1]:
+    if data.n_features != network.n_inputs or data.n_classes != network.n_outputs:
         raise PchwError(f"dataset {name} has {data.n_features} inputs and {data.n_classes} "
-                        f"classes, but the network is {network.layers[0]} -> "
-                        f"{network.layers[-1]}")
+                        f"classes, but the network is {network.n_inputs} -> "
+                        f"{network.n_outputs}")
     return data
 
 
@@ -152,14 +152,6 @@ def _lanes_arg(text):
     return lanes
 
 
-def _chain_for_now(network, command):
-    from .graph import Graph
-    if isinstance(network, Graph) and network.chain_obstacle():
-        raise PchwError(f"{network.source}: pchw {command} of a graph waits for the graph golden "
-                        "model (issue 12)")
-    return network.to_chain() if isinstance(network, Graph) else network
-
-
 def cmd_info(args):
     network = load(args.model)
     print(network.summary())
@@ -188,9 +180,11 @@ def cmd_init(args):
 
 
 def cmd_train(args):
-    network = _chain_for_now(load(args.model), "train")
+    network = load(args.model)
     if args.init is not None:
-        network = network.with_params(*network.init_params(args.init))
+        params = network.init_params(args.init)
+        network = network.with_params(*params) if isinstance(params, tuple) else \
+            network.with_params(params)
     if args.mode and args.mode != network.pc.mode:
         # The model's T and gamma were chosen for its own mode: derive the relaxation for the
         # other mode from the network, as pchw init does (pchw.defaults, docs/pc-math.md).
@@ -243,7 +237,7 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    network = _chain_for_now(load(args.model), "eval")
+    network = load(args.model)
     data = _dataset_for(network, args)
     model = make_model(network, args.fixed)
     train_acc = accuracy(model.predict, data.x_train, data.y_train)
@@ -256,21 +250,21 @@ def cmd_eval(args):
 
 
 def cmd_golden(args):
-    network = _chain_for_now(load(args.model), "golden")
+    network = load(args.model)
     out = Path(args.out)
     if out.suffix != ".npz":             # numpy.savez would add it: say the file's real name
         out = out.with_name(out.name + ".npz")
     out = _output_file(out, "--out")
-    inputs = _load_array(args.input, "input", network.layers[0])
+    inputs = _load_array(args.input, "input", network.n_inputs)
     model = make_model(network, args.fixed)
     result = {}
     if args.learn:
         if not args.target:
             raise PchwError("--learn needs --target Y.npy")
-        targets = _load_array(args.target, "target", network.layers[-1])
+        targets = _load_array(args.target, "target", network.n_outputs)
         if len(targets) != len(inputs):
             raise PchwError(f"{args.target}: {len(targets)} targets for {len(inputs)} inputs")
-        w0, b0 = model.float_params()
+        before = model.float_params()
         outputs, traces = [], []
         for i in range(0, len(inputs), args.batch_size):
             step = model.learn(inputs[i:i + args.batch_size], targets[i:i + args.batch_size],
@@ -278,18 +272,25 @@ def cmd_golden(args):
             outputs.append(step.output)
             traces.append(step.trace)
         result["output"] = np.concatenate(outputs)
-        w1, b1 = model.float_params()
-        for l in range(1, network.L + 1):
-            result[f"W{l}"], result[f"b{l}"] = w1[l - 1], b1[l - 1]
-            result[f"dW{l}"], result[f"db{l}"] = w1[l - 1] - w0[l - 1], b1[l - 1] - b0[l - 1]
+        after = model.float_params()
+        graph = isinstance(after, dict)         # a graph's: {"W<node>": ..., "b<node>": ...}
+        if not graph:
+            after = {f"{kind}{l}": p for kind, ps in zip("Wb", after)
+                     for l, p in enumerate(ps, start=1)}
+            before = {f"{kind}{l}": p for kind, ps in zip("Wb", before)
+                      for l, p in enumerate(ps, start=1)}
+        for key in after:
+            result[key], result[f"d{key}"] = after[key], after[key] - before[key]
         if args.trace:
             a = model.arith
+            names = [n.name for n in network.nodes] if graph else list(range(network.L + 1))
             for key in ("x", "mu", "eps"):
-                for l in range(0 if key == "x" else 1, network.L + 1):
+                for l in range(0 if key == "x" else 1, len(names)):
                     # (batches, steps, batch, n_l) -> (samples, steps, n_l)
                     stacked = np.stack([np.stack([a.value_to_float(l, getattr(s, key)[l])
                                                   for s in trace]) for trace in traces])
-                    result[f"trace_{key}{l}"] = stacked.transpose(0, 2, 1, 3).reshape(
+                    stacked = stacked.reshape(*stacked.shape[:3], -1)     # a node's values flat
+                    result[f"trace_{key}{names[l]}"] = stacked.transpose(0, 2, 1, 3).reshape(
                         len(inputs), stacked.shape[1], -1)
     else:
         if args.target or args.trace:

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .errors import PchwError
 from .network import MAX_SHIFT, MODES, PCSettings
 
 __all__ = ["DEFAULT_MODE", "LEARNING_RATE", "relaxation_bound", "default_settings"]
@@ -58,7 +59,11 @@ def default_settings(network, mode=DEFAULT_MODE):
     current, usually freshly initialised, weights) in ``mode``; see the module docstring."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
-    L = network.L
+    L = network.L                   # a graph's: its longest path
+    if mode != "fixed_prediction" and not hasattr(network, "layers"):
+        raise PchwError(f"{network.source}: the {mode} settings are derived for chains only "
+                        "(the bound of the relaxation); set pc.inference_steps and "
+                        "pc.inference_rate of the graph in its network.toml")
     if mode == "fixed_prediction":
         return PCSettings(mode=mode, inference_steps=L - 1, inference_rate=1.0,
                           learning_rate=LEARNING_RATE)

@@ -182,9 +182,17 @@ class LayerShifts:
 
     @classmethod
     def of(cls, network, l):
-        """The shifts of weight layer ``l`` (1..L) of a :class:`~pchw.network.Network`."""
-        vin, vout = network.value_format(l - 1).frac, network.value_format(l).frac
-        w, k = network.weight_format(l).frac, network.pc.eta_shift
+        """The shifts of weight layer ``l`` (1..L) of a :class:`~pchw.network.Network` (or of
+        a weighted node ``l`` of a :class:`~pchw.graph.Graph`, whose input is
+        ``network.sources[l]``)."""
+        return cls.between(network.value_format(network.sources[l]).frac,
+                           network.value_format(l).frac, network.weight_format(l).frac,
+                           network.pc.eta_shift)
+
+    @classmethod
+    def between(cls, vin, vout, w, k):
+        """The shifts for input values of ``vin`` fraction bits, output values of ``vout``,
+        weights of ``w`` and ``eta = 2**-k``."""
         return cls(mu=w + vin - vout, message=vout + w - vin, weight=vout + vin - w + k,
                    bias=vout - w + k)
 

@@ -21,11 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PchwError
-from .fixedpoint import Format
-from .network import (CIRCUIT_ACTIVATIONS, MAX_LAYER_SIZE, MAX_PARAMETERS, MAX_WEIGHT_LAYERS, Activation, Formats,
-                      Network, PCSettings, _dump_toml, _fail, _format_to_toml, _parse_format,
-                      _reject_unknown)
+from .network import (CIRCUIT_ACTIVATIONS, MAX_LAYER_SIZE, MAX_PARAMETERS, MAX_WEIGHT_LAYERS,
+                      Activation, Formats, Network, PCSettings, _dump_toml, _fail,
+                      _format_to_toml, _parse_format, _reject_unknown)
 
 __all__ = ["OPS", "Node", "Graph", "MAX_NODES", "graph_from_toml_dict", "hardware_network"]
 

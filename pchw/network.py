@@ -359,6 +359,20 @@ class Network:
         """Number of weight layers."""
         return len(self.layers) - 1
 
+    @property
+    def n_inputs(self):
+        return self.layers[0]
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1]
+
+    @property
+    def sources(self):
+        """``sources[l]``: the layer whose ``phi`` the weights ``W_l`` multiply (``l - 1``;
+        None for the input layer), as :attr:`pchw.graph.Graph.sources` for a graph's nodes."""
+        return (None,) + tuple(range(self.L))
+
     def value_format(self, layer):
         return self.formats.value_at(layer)
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from .latency import PHASE_OVERHEAD, busy_cycles, row_groups
 
-__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule", "relax_work",
-           "Necessity"]
+__all__ = ["Op", "Pass", "Work", "Step", "Segment", "Schedule", "schedule", "learn_phases",
+           "relax_work", "Necessity"]
 
 
 class Op(enum.Enum):
@@ -319,6 +319,22 @@ def _work(network, l, kind, message=False, update=False):
                 weights=n_out * n_in)
 
 
+def learn_phases(mode, T):
+    """The order of a LEARN's ops after the feedforward and the target load: a tuple of
+    ``(ops, repeat)``, the ops run ``repeat`` times in a row (the one statement of the order,
+    which :func:`schedule` gives its steps and cycles, and the golden model of graphs,
+    :mod:`pchw.golden.graph`, iterates). A ``RELAX`` in ``incremental`` mode also updates the
+    weights."""
+    if mode == "standard":
+        phases = (((Op.ERRORS,), 1), ((Op.RELAX, Op.PREDICT, Op.ERRORS), T), ((Op.UPDATE,), 1))
+    elif mode == "fixed_prediction":
+        phases = (((Op.ERRORS,), 1), ((Op.RELAX, Op.ERRORS), T), ((Op.UPDATE,), 1))
+    else:               # incremental: every relaxation updates; the last one ends the command
+        phases = (((Op.ERRORS, Op.RELAX) if T else (Op.ERRORS,), 1),
+                  ((Op.PREDICT, Op.ERRORS, Op.RELAX), max(T - 1, 0)))
+    return tuple(phase for phase in phases if phase[1])
+
+
 def schedule(network, lanes=None):
     """The :class:`Schedule` of ``network`` with its lanes (or ``lanes``, one per weight layer).
 
@@ -341,13 +357,8 @@ def schedule(network, lanes=None):
                  counts_update=incremental)
     infer = tuple(Segment((Step(Op.FEEDFORWARD, (_work(network, l, Pass.ROW),)),))
                   for l in layers)
-    if mode == "standard":
-        learn = [Segment((errors,)), Segment((relax, predict, errors), T),
-                 Segment((every(Op.UPDATE, Pass.COLUMN, update=True),))]
-    elif mode == "fixed_prediction":
-        learn = [Segment((errors,)), Segment((relax, errors), T),
-                 Segment((every(Op.UPDATE, Pass.COLUMN, update=True),))]
-    else:               # incremental: every relaxation updates; the last one ends the command
-        learn = [Segment((errors, relax) if T else (errors,)),
-                 Segment((predict, errors, relax), max(T - 1, 0))]
-    return Schedule(infer, tuple(seg for seg in learn if seg.repeat), L)
+    steps = {Op.ERRORS: errors, Op.PREDICT: predict, Op.RELAX: relax,
+             Op.UPDATE: every(Op.UPDATE, Pass.COLUMN, update=True)}
+    learn = tuple(Segment(tuple(steps[op] for op in ops), repeat)
+                  for ops, repeat in learn_phases(mode, T))
+    return Schedule(infer, learn, L)

@@ -76,15 +76,20 @@ class DivergenceGuard:
         self.rises = []
         if len(rises) and np.mean(rises > self.RISE) > self.FRACTION:
             self.unstable_epochs += 1
-            stable = default_settings(model.to_network(), pc.mode)
+            network = model.to_network()
+            if hasattr(network, "layers"):      # the bound is derived for chains
+                stable = default_settings(network, pc.mode)
+                advice = (f"the bound of the current weights asks for pc.inference_rate = "
+                          f"{stable.inference_rate:g} with pc.inference_steps = "
+                          f"{stable.inference_steps} (docs/pc-math.md, Defaults)")
+            else:
+                advice = "lower it (and raise pc.inference_steps)"
             self._once("energy", (
                 f"epoch {epoch + 1}: relaxation raised the PC energy in "
                 f"{np.mean(rises > self.RISE):.0%} of the monitored samples (by up to "
                 f"{rises.max():.0%} of its value before relaxation): pc.inference_rate (gamma) "
-                f"= {pc.inference_rate:g} is past the stability bound of the relaxation; the "
-                f"bound of the current weights asks for pc.inference_rate = "
-                f"{stable.inference_rate:g} with pc.inference_steps = "
-                f"{stable.inference_steps} (docs/pc-math.md, Defaults)"))
+                f"= {pc.inference_rate:g} is past the stability bound of the relaxation; "
+                + advice))
         drop = max(self.COLLAPSE, self.SAMPLES / test_samples if test_samples else 0.0)
         if self.best is not None and acc < self.best[1] - drop:
             if self.unstable_epochs:
@@ -131,8 +136,18 @@ def train_pc(network, data, epochs, batch_size=1, fixed=True, seed=0, progress=N
 def train_backprop(network, data, epochs, batch_size=1, seed=0, progress=None, step=None):
     """Train with float64 SGD backprop, same initialisation, order and learning rate as PC.
 
-    Returns ``(network with the trained parameters, history)``.
+    Returns ``(network with the trained parameters, history)``. A graph's gradient is that of
+    float64 PC with the fixed prediction assumption, ``gamma = 1`` and ``T`` = its longest path
+    - 1, which *is* backprop's (``docs/pc-math.md``; ``tests/test_golden_graph.py`` checks it
+    against torch autograd on random graphs).
     """
+    from .graph import Graph
+    if isinstance(network, Graph):
+        exact = network.with_settings(mode="fixed_prediction", inference_steps=network.depth - 1,
+                                      inference_rate=1.0)
+        model, history = train_pc(exact, data, epochs, batch_size, fixed=False, seed=seed,
+                                  progress=progress, step=step)
+        return network.with_params(model.float_params()), history
     weights = [w.copy() for w in network.weights]
     biases = [b.copy() for b in network.biases]
     targets = data.one_hot(data.y_train)

@@ -1,8 +1,11 @@
 """The arithmetic of one predictive-coding network, in float64 and in bit-exact fixed point.
 
-Both classes offer the same operations; :mod:`pchw.golden.model` runs the PC schedule on
-either. Arrays are batched: a layer's vector is an array of shape ``(batch, n_l)``. Parameters
-are indexed by weight layer ``l`` = 1..L and passed in as ``W`` (``n_l x n_{l-1}``) and ``b``.
+Both classes offer the same operations; :mod:`pchw.golden.model` runs the PC schedule of a
+chain on either, :mod:`pchw.golden.graph` that of a graph. Arrays are batched: a layer's vector
+is an array of shape ``(batch, n_l)``. Parameters are indexed by weight layer ``l`` = 1..L (a
+graph: by weighted node) and passed in as ``W`` (``n_l x n_in``) and ``b``; the input of ``l``
+is layer (node) ``network.sources[l]``, ``l - 1`` in a chain. A graph's convolution is this
+dense arithmetic on its patches (one exact sum of products per output, one narrowing).
 The fixed-point rules are those of ``docs/fixed-point.md``; every narrowing goes through
 :mod:`pchw.fixedpoint`.
 """
@@ -22,9 +25,14 @@ class FloatArith:
     def __init__(self, network):
         self.network = network
         self.activations = network.activations
+        self.src = network.sources
         self.gamma = network.pc.inference_rate
         self.eta = network.pc.learning_rate
         self.saturations = Saturations()     # always empty: floats do not saturate
+
+    def param(self, l, p, kind):
+        """A parameter array (``kind`` ``"W"`` or ``"b"``) of layer ``l`` in this arithmetic."""
+        return np.array(p, dtype=np.float64)
 
     def params(self):
         return ([np.array(w, dtype=np.float64) for w in self.network.weights],
@@ -75,9 +83,25 @@ class FloatArith:
     def eps(self, l, x, mu):
         return x - mu
 
-    def message(self, l, w_above, eps_above):
-        """``W_{l+1}^T eps_{l+1}``, the message layer ``l+1`` sends down to layer ``l``."""
-        return eps_above @ w_above
+    def message(self, c, w, eps, fold=None, terms=None):
+        """``W_c^T eps_c``, the message layer ``c`` sends down to its input (layer ``c - 1`` of a
+        chain). ``fold`` (a convolution's) sums the products' rows into the input's shape
+        before the narrowing; ``terms`` bounds the products a folded element sums."""
+        acc = eps @ w
+        return fold(acc) if fold else acc
+
+    def scaled(self, dst, src, acc, log2_scale, quantity, bits=None):
+        """``acc * 2**-log2_scale`` from values of ``src`` into ``dst``: a fixed linear map (a
+        pool, a flatten, their messages) after its exact sum ``acc``."""
+        return np.ldexp(acc, -log2_scale)
+
+    def add(self, v, parents, phis):
+        """``sum_p phi_p``: the prediction of an add node ``v``."""
+        return sum(phis)
+
+    def message_sum(self, v, messages):
+        """The messages node ``v`` receives from its children, summed."""
+        return sum(messages)
 
     def value_update(self, l, x, eps, gated):
         return x + self.gamma * (gated - eps)
@@ -98,10 +122,13 @@ class FixedArith:
     def __init__(self, network):
         self.network = network
         self.activations = network.activations
-        self.vf = [network.value_format(l) for l in range(network.L + 1)]
-        self.wf = [None] + [network.weight_format(l) for l in range(1, network.L + 1)]
+        self.src = network.sources
+        self.vf = [network.value_format(l) for l in range(len(self.src))]
+        self.wf = [None if s is None else network.weight_format(l)
+                   for l, s in enumerate(self.src)]
         self.g = network.pc.gamma_shift
-        self.shifts = [None] + [LayerShifts.of(network, l) for l in range(1, network.L + 1)]
+        self.shifts = [None if s is None else LayerShifts.of(network, l)
+                       for l, s in enumerate(self.src)]
         self.stochastic = network.pc.weight_rounding == "stochastic"
         self.seed = network.pc.seed
         self.saturations = Saturations()
@@ -111,11 +138,14 @@ class FixedArith:
 
     def params(self):
         """The network's float parameters quantised to the weight formats (saturations counted)."""
-        ws = [self.wf[l].quantise(w, self._count("W", l))
-              for l, w in enumerate(self.network.weights, start=1)]
-        bs = [self.wf[l].quantise(b, self._count("b", l))
-              for l, b in enumerate(self.network.biases, start=1)]
+        ws = [self.param(l, w, "W") for l, w in enumerate(self.network.weights, start=1)]
+        bs = [self.param(l, b, "b") for l, b in enumerate(self.network.biases, start=1)]
         return ws, bs
+
+    def param(self, l, p, kind):
+        """A float parameter array (``kind`` ``"W"`` or ``"b"``) of layer ``l`` quantised to its
+        weight format (saturations counted)."""
+        return self.wf[l].quantise(p, self._count(kind, l))
 
     def value_to_float(self, l, x):
         return self.vf[l].dequantise(x)
@@ -127,7 +157,7 @@ class FixedArith:
         return self.vf[0].quantise(x, self._count("input", 0))
 
     def target(self, y):
-        L = self.network.L
+        L = len(self.vf) - 1                 # the output: layer L, a graph's last node
         return self.vf[L].quantise(y, self._count("target", L))
 
     def act(self, l, x):
@@ -159,7 +189,7 @@ class FixedArith:
         return message
 
     def mu(self, l, w, b, phi):
-        vin, vout, wf = self.vf[l - 1], self.vf[l], self.wf[l]
+        vin, vout, wf = self.vf[self.src[l]], self.vf[l], self.wf[l]
         shift = self.shifts[l].mu
         # The products' sum plus the bias aligned to it (b << v_{l-1}), then the narrowing.
         bits = max(product_sum_bits(vin.width, wf.width, phi.shape[-1]),
@@ -172,12 +202,43 @@ class FixedArith:
     def eps(self, l, x, mu):
         return saturate(x - mu, self.vf[l], self._count("eps", l))
 
-    def message(self, l, w_above, eps_above):
-        above, wf = self.vf[l + 1], self.wf[l + 1]
-        shift = self.shifts[l + 1].message
-        acc = exact_matmul(eps_above, w_above, above.width, wf.width, shift)
-        return requantise(acc, shift, self.vf[l], self._count("message", l),
-                          bits=product_sum_bits(above.width, wf.width, eps_above.shape[-1]))
+    def message(self, c, w, eps, fold=None, terms=None):
+        """``W_c^T eps_c`` into the values of ``c``'s input: one exact sum (``fold``, a
+        convolution's, adds up the rows' products into the input's shape first; ``terms``
+        bounds the products an element then sums), one narrowing."""
+        above, wf, dst = self.vf[c], self.wf[c], self.src[c]
+        shift = self.shifts[c].message
+        bits = product_sum_bits(above.width, wf.width, terms or eps.shape[-1])
+        acc = exact_matmul(eps, w, above.width, wf.width, dtype=exact_dtype(bits, shift))
+        if fold:
+            acc = fold(acc)
+        return requantise(acc, shift, self.vf[dst], self._count("message", dst), bits=bits)
+
+    def scaled(self, dst, src, acc, log2_scale, quantity, bits=None):
+        """``acc * 2**-log2_scale``, ``acc`` an exact sum of values of ``src``, narrowed into
+        ``dst``'s values: ``requantise(acc, log2_scale + v_src - v_dst)`` (a pool, a flatten,
+        their messages). ``bits`` bounds ``acc``."""
+        shift = log2_scale + self.vf[src].frac - self.vf[dst].frac
+        return requantise(acc, shift, self.vf[dst], self._count(quantity, dst), bits=bits)
+
+    def add(self, v, parents, phis):
+        """``sum_p phi_p`` of an add node ``v``: each ``phi_p`` aligned to the finest parent's
+        fraction bits ``F`` (exact), the sum narrowed once into ``v``'s values."""
+        F = max(self.vf[p].frac for p in parents)
+        bits = sum_bits(max(self.vf[p].width + F - self.vf[p].frac for p in parents),
+                        len(parents))
+        dtype = exact_dtype(bits, F - self.vf[v].frac)
+        acc = sum(np.asarray(phi).astype(dtype) << (F - self.vf[p].frac)
+                  for p, phi in zip(parents, phis))
+        return requantise(acc, F - self.vf[v].frac, self.vf[v], self._count("mu", v), bits=bits)
+
+    def message_sum(self, v, messages):
+        """The messages ``v`` receives (each already narrowed into ``v``'s values), summed and
+        saturated (one message: itself)."""
+        if len(messages) == 1:
+            return messages[0]
+        return saturate(sum(np.asarray(m, dtype=np.int64) for m in messages), self.vf[v],
+                        self._count("message", v))
 
     def value_update(self, l, x, eps, gated):
         dx = requantise(gated - eps, self.g, self.vf[l], self._count("dx", l),
@@ -189,7 +250,7 @@ class FixedArith:
 
         ``step`` (the network's count of weight updates so far) keys the stochastic rounding.
         """
-        vout, vin, wf = self.vf[l], self.vf[l - 1], self.wf[l]
+        vout, vin, wf = self.vf[l], self.vf[self.src[l]], self.wf[l]
         n_out, n_in = w.shape
         shift_w, shift_b = self.shifts[l].weight, self.shifts[l].bias
         # Sums over the batch of the products eps_i phi_j and of eps_i.

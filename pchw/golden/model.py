@@ -157,7 +157,7 @@ class Model:
                 # from the layer above (computed with the weights before this step's update).
                 x = [x[0]] + [a.value_update(l, x[l], eps[l],
                                              a.gate(l, x_ff[l] if fixed else x[l],
-                                                    a.message(l, self.W[l], eps[l + 1])))
+                                                    a.message(l + 1, self.W[l], eps[l + 1])))
                               for l in range(1, L)] + [x[L]]
                 if step.updates_weights:        # incremental: from this step's errors and phi
                     update_weights()
