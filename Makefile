@@ -32,6 +32,10 @@ $(BIN)/.installed: pyproject.toml
 	  $(BIN)/pip install --quiet 'torch==2.13.0' && \
 	  echo "PyTorch installed from a local wheel" || \
 	  echo "note: PyTorch not available offline; its tests will be skipped (pip install 'pchw[torch]')"
+	@# ONNX is optional too (pchw import); small, so from the index when it is reachable.
+	@$(BIN)/pip install --quiet -e '.[onnx]' 2>/dev/null && \
+	  echo "onnx installed (pchw import)" || \
+	  echo "note: onnx not available; pchw import and its tests will be skipped (pip install 'pchw[onnx]')"
 	touch $@
 
 # System tools for RTL simulation (rtl_tests/), from the distribution: Icarus Verilog; the C++
