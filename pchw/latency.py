@@ -98,9 +98,9 @@ def mac_utilisation(network, multipliers, learn):
 # Network top (``pchw.gateware.top.NetworkTop``): cycles from the cycle in which the last byte
 # of a command (its crc, or for a too-long length its high length byte) is accepted to the
 # cycle in which the first byte of its reply is valid, with the output stream always ready.
-REPLY_OVERHEAD = 5          # frame valid, layer byte latched, decode, header accepted, sync byte
-                            # valid
-LOAD_OVERHEAD = 1           # the payload buffer's read latency
+REPLY_OVERHEAD = 5          # frame valid (the decoder's first stage), the decoder's second
+                            # stage, the command dispatched, header accepted, sync byte valid
+LOAD_OVERHEAD = 2           # the payload buffer's read latency and the loader's byte register
 AFTER_LOAD = 1              # the cycle after a load: starts the core (or readies the reply)
 CORE_DONE = 1               # the cycle that sees the core idle
 OUTPUT_SETUP = 1            # the cycle that points the reply at the prediction

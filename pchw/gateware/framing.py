@@ -54,12 +54,14 @@ class FrameCheck(enum.Enum, shape=2):
 
 
 class FrameInfo(data.Struct):
-    """A received command frame: its opcode and tag bytes, payload length, and
-    :class:`FrameCheck`."""
+    """A received command frame: its opcode and tag bytes, payload length, :class:`FrameCheck`,
+    and its first payload byte (0 if it has none: the argument of a parameter command, here so
+    that decoding it does not wait for the buffer)."""
     opcode: 8
     tag: 8
     length: 16
     check: FrameCheck
+    first: 8
 
 
 class ReplyHeader(data.Struct):
@@ -187,10 +189,11 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.i_stream.ready.eq(1)
                 with m.If(take & (byte == protocol.SYNC_COMMAND)):
                     m.d.sync += [crc.eq(protocol.CRC_INIT), info.opcode.eq(0),
-                                 info.tag.eq(protocol.NO_TAG)]
+                                 info.tag.eq(protocol.NO_TAG), info.first.eq(0)]
                     m.next = "OPCODE"
                 with m.If(self.overrun):
-                    m.d.sync += [info.opcode.eq(0), info.tag.eq(protocol.NO_TAG)]
+                    m.d.sync += [info.opcode.eq(0), info.tag.eq(protocol.NO_TAG),
+                                 info.first.eq(0)]
                 end_on_overrun()
             with m.State("OPCODE"):
                 m.d.comb += self.i_stream.ready.eq(1)
@@ -231,6 +234,8 @@ class FrameReceiver(wiring.Component):
                 ]
                 with m.If(take):
                     m.d.sync += count.eq(count + 1)
+                    with m.If(count == 0):
+                        m.d.sync += info.first.eq(byte)
                     with m.If(count == info.length - 1):
                         m.next = "CRC"
                 drop_on_abort()

@@ -1,19 +1,28 @@
 """The network top: byte streams in and out, the command protocol, and the PC core.
 
-``i_stream`` -> :class:`~pchw.gateware.framing.FrameReceiver` -> command decoder ->
-:class:`~pchw.gateware.core.PCCore` -> :class:`~pchw.gateware.framing.FrameTransmitter` ->
-``o_stream``. The protocol is ``pchw.protocol`` (``docs/protocol.md``); the command latencies
-are :func:`pchw.latency.command_latency`.
+``i_stream`` -> :class:`~pchw.gateware.framing.FrameReceiver` (frames, payload buffer) ->
+:class:`~pchw.gateware.command.CommandDecoder` (a registered :class:`Command` per frame) ->
+the sequencer here, which runs each command: :class:`~pchw.gateware.loader.PayloadLoader`
+(payload bytes -> values) and :class:`~pchw.gateware.walker.ValueWalker` (where each value
+goes) into :class:`~pchw.gateware.core.PCCore`, then the reply through
+:class:`~pchw.gateware.serialiser.ValueSerialiser` and
+:class:`~pchw.gateware.framing.FrameTransmitter` -> ``o_stream``. The protocol is
+``pchw.protocol`` (``docs/protocol.md``); the command latencies are
+:func:`pchw.latency.command_latency`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
-from ..protocol import Opcode, Status
+from ..protocol import Opcode
+from .command import Action, CommandDecoder, ReplyStatus, command_rules
 from .core import CoreOp, PCCore
-from .framing import FrameCheck, FrameReceiver, FrameTransmitter
+from .framing import FrameReceiver, FrameTransmitter
+from .loader import PayloadLoader
+from .serialiser import ValueSerialiser
+from .walker import ValueWalker, WalkMode
 
 __all__ = ["NetworkTop"]
 
@@ -25,11 +34,12 @@ class _Dest(enum.Enum, shape=2):
     MASKS = 3     # FAULT -> the dead-unit masks (fault-injection builds)
 
 
-class _Source(enum.Enum, shape=2):
+class _Source(enum.Enum, shape=3):
     NONE = 0
     IDENTIFY = 1
     OUTPUT = 2    # the prediction y
     PARAMS = 3    # READ_PARAMS
+    ERROR = 4     # the opcode byte of an error reply
 
 
 class NetworkTop(wiring.Component):
@@ -73,83 +83,61 @@ class NetworkTop(wiring.Component):
         n = net.layers
         m.submodules.rx = rx = FrameReceiver(self._max_payload,
                                              ram_style=self._payload_ram_style)
+        m.submodules.decoder = decoder = CommandDecoder(command_rules(net, self._faults))
+        m.submodules.loader = loader = PayloadLoader()
+        m.submodules.walker = walker = ValueWalker(net)
+        m.submodules.serialiser = ser = ValueSerialiser()
         m.submodules.tx = tx = FrameTransmitter()
         m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.i_stream), rx.i_stream)
         m.d.comb += [rx.abort.eq(self.frame_abort), rx.overrun.eq(self.overrun)]
+        wiring.connect(m, rx.o_frame, decoder.i_frame)
+        m.d.comb += [rx.buf_addr.eq(loader.buf_addr), loader.buf_data.eq(rx.buf_data)]
+        wiring.connect(m, ser.o_stream, tx.i_payload)
         wiring.connect(m, tx.o_stream, wiring.flipped(self.o_stream))
 
         vbytes0 = protocol.value_bytes(net.value_format(0))
         vbytesL = protocol.value_bytes(net.value_format(L))
         identify = protocol.identify_payload(protocol.network_id(net))
 
-        # Per-layer constants for the parameter commands (index 0 unused).
-        def table(values, width=16):
+        # Per-layer constants of the parameter commands (index 0 unused).
+        def table(values, width):
             return Array(Const(v, width) for v in values)
-        n_in = table([1] + [n[l - 1] for l in range(1, L + 1)])
-        n_out = table([1] + [n[l] for l in range(1, L + 1)])
-        lanes = table([1] + list(net.lanes))
         wbytes = table([1] + [protocol.value_bytes(net.weight_format(l))
-                              for l in range(1, L + 1)], 4)
-        param_count = table([0] + [n[l] * (n[l - 1] + 1) for l in range(1, L + 1)], 17)
-        param_len = table([0] + [protocol.payload_length(net, Opcode.WRITE_PARAMS, l)
-                                 for l in range(1, L + 1)], 17)
+                              for l in range(1, L + 1)], 3)
+        param_bytes = table([0] + [protocol.payload_length(net, Opcode.WRITE_PARAMS, l) - 1
+                                   for l in range(1, L + 1)], 16)
 
-        info = rx.o_frame.p
-        layer = Signal(8)
-        status = Signal(8)
+        command = decoder.o_command.p
+        layer = command.layer
+        status = Signal(ReplyStatus)
         reply_len = Signal(16)
-
-        # -- value walker: the value index and, for parameters, (lane, group, column) ------------
-        count = Signal(16)              # values left
-        index = Signal(16)              # value index (x_0 / x_L / y)
-        p_lane, p_group, p_col = Signal(8), Signal(16), Signal(17)
-        p_row = Signal(16)              # p_group * lanes + p_lane, counted (no multiplier)
-        in_bias = Signal()
-        m.d.comb += [core.x_addr.eq(index), core.y_addr.eq(index), core.p_layer.eq(layer),
-                     core.p_lane.eq(p_lane), core.p_group.eq(p_group), core.p_col.eq(p_col)]
-
-        def walk_start(values):
-            return [count.eq(values), index.eq(0), p_lane.eq(0), p_group.eq(0), in_bias.eq(0),
-                    p_col.eq(0), p_row.eq(0)]
-
-        def walk_next():
-            """Advance to the next value: x/y by index; parameters W row-major, then b."""
-            last_col = p_col == n_in[layer] - 1
-            last_lane = p_lane == lanes[layer] - 1
-            last_row = p_row == n_out[layer] - 1
-            stmts = [count.eq(count - 1), index.eq(index + 1)]
-            next_row = [p_lane.eq(Mux(last_lane, 0, p_lane + 1)),
-                        p_group.eq(Mux(last_lane, p_group + 1, p_group)), p_row.eq(p_row + 1)]
-            return stmts, last_col, last_row, next_row
-
-        def advance(m):
-            stmts, last_col, last_row, next_row = walk_next()
-            m.d.sync += stmts
-            with m.If(in_bias):
-                m.d.sync += next_row
-            with m.Elif(last_col):
-                m.d.sync += p_col.eq(0)
-                m.d.sync += next_row
-                with m.If(last_row):
-                    m.d.sync += [in_bias.eq(1), p_col.eq(n_in[layer]), p_lane.eq(0),
-                                 p_group.eq(0), p_row.eq(0)]
-            with m.Else():
-                m.d.sync += p_col.eq(p_col + 1)
-
-        # -- loader: payload bytes -> values -> x_0 / x_L / parameters -----------------------------
+        source = Signal(_Source)
         dest = Signal(_Dest)
-        ptr = Signal(16)                # next buffer address to read
-        nbytes = Signal(4)              # bytes per value
-        k = Signal(4)                   # byte of the value arriving now
-        word = Signal(32)
-        fetching = Signal()             # a byte read was issued last cycle
-        value = Signal(32)
-        idle = Signal()
-        m.d.comb += rx.buf_addr.eq(Mux(idle, 0, ptr))
-        m.d.comb += value.eq(word | (rx.buf_data << (k * 8)))
-        m.d.comb += [core.x_wdata.eq(value), core.p_wdata.eq(value),
+        value = loader.o_stream.payload
+        m.d.comb += [walker.layer.eq(layer),
+                     core.x_addr.eq(walker.index), core.y_addr.eq(walker.index),
+                     core.p_layer.eq(layer), core.p_lane.eq(walker.lane),
+                     core.p_group.eq(walker.group), core.p_col.eq(walker.col),
+                     core.x_wdata.eq(value), core.p_wdata.eq(value),
                      core.x_layer.eq(dest == _Dest.XL)]
+
+        def walk(mode, count=0):
+            m.d.comb += [walker.start.eq(1), walker.mode.eq(mode), walker.count.eq(count)]
+
+        def load(to, offset, length, width, mode, count=0):
+            """Load ``length`` payload bytes from ``offset`` as values of ``width`` bytes."""
+            m.d.sync += dest.eq(to)
+            m.d.comb += [loader.start.eq(1), loader.offset.eq(offset),
+                         loader.length.eq(length), loader.width.eq(width)]
+            walk(mode, count)
+            m.next = "LOAD"
+
+        def reply(code, length, what, mode=WalkMode.VALUES, count=0):
+            """Send the reply header next, then ``what``'s values (walked by ``mode``)."""
+            m.d.sync += [status.eq(code), reply_len.eq(length), source.eq(what)]
+            walk(mode, count)
+            m.next = "HEADER"
 
         # -- fault injection: the FAULT payload, byte by byte; each layer's mask from its bytes ------
         mask_bytes = []
@@ -161,120 +149,46 @@ class NetworkTop(wiring.Component):
                 dead.append(Cat(*layer_bytes)[:n[l]])
             m.d.comb += core.dead.eq(Cat(*dead))
 
-        # -- serializer: values -> bytes on tx.i_payload ------------------------------------------
-        source = Signal(_Source)
-        out_word = Signal(32)
-        out_k = Signal(4)
         rom = Array(Const(b, 8) for b in identify)
-        sign_extended = Signal(32)
-        fetched = Signal(signed(max(core.y_data.shape().width, core.p_rdata.shape().width)))
-
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += idle.eq(1)
-                with m.If(rx.o_frame.valid):
-                    m.next = "LAYER"
-            with m.State("LAYER"):
-                # rx.buf_data is the first payload byte (the layer of parameter commands);
-                # registered before the decode uses it (the buffer's output is slow).
-                m.d.sync += layer.eq(rx.buf_data)
-                m.next = "DECODE"
-            with m.State("DECODE"):
-                layer_ok = (layer >= 1) & (layer <= L)
-
-                def fail(code):
-                    m.d.sync += [status.eq(code), reply_len.eq(1), source.eq(_Source.NONE)]
-                    m.next = "ERROR_HEADER"
-
-                with m.If(info.check == FrameCheck.OVERRUN):
-                    fail(Status.ERR_OVERRUN)
-                with m.Elif(info.check == FrameCheck.TOO_LONG):
-                    fail(Status.ERR_LENGTH)
-                with m.Elif(info.check == FrameCheck.BAD_CRC):
-                    fail(Status.ERR_CHECKSUM)
-                with m.Elif(info.opcode == Opcode.IDENTIFY):
-                    with m.If(info.length != 0):
-                        fail(Status.ERR_LENGTH)
-                    with m.Else():
-                        m.d.sync += [status.eq(Status.OK), reply_len.eq(len(identify)),
-                                     source.eq(_Source.IDENTIFY), count.eq(len(identify)),
-                                     index.eq(0)]
-                        m.next = "HEADER"
-                with m.Elif((info.opcode == Opcode.INFER) | (info.opcode == Opcode.LEARN)):
-                    need = Mux(info.opcode == Opcode.INFER, n[0] * vbytes0,
-                               n[0] * vbytes0 + n[L] * vbytesL)
-                    with m.If(info.length != need):
-                        fail(Status.ERR_LENGTH)
-                    with m.Else():
-                        m.d.sync += [dest.eq(_Dest.X0), nbytes.eq(vbytes0), k.eq(0),
-                                     word.eq(0), fetching.eq(0), ptr.eq(0), *walk_start(n[0])]
-                        m.next = "LOAD"
-                with m.Elif(info.opcode == Opcode.READ_PARAMS):
-                    with m.If(info.length != 1):
-                        fail(Status.ERR_LENGTH)
-                    with m.Elif(~layer_ok):
-                        fail(Status.ERR_ARGUMENT)
-                    with m.Else():
-                        l_ = layer
-                        m.d.sync += [status.eq(Status.OK),
-                                     reply_len.eq(param_len[l_] - 1), source.eq(_Source.PARAMS),
-                                     *walk_start(param_count[l_])]
-                        m.next = "HEADER"
-                with m.Elif(info.opcode == Opcode.WRITE_PARAMS):
-                    with m.If(info.length == 0):
-                        fail(Status.ERR_LENGTH)
-                    with m.Elif(~layer_ok):
-                        fail(Status.ERR_ARGUMENT)
-                    with m.Elif(info.length != param_len[layer]):
-                        fail(Status.ERR_LENGTH)
-                    with m.Else():
-                        l_ = layer
-                        m.d.sync += [dest.eq(_Dest.PARAMS), nbytes.eq(wbytes[l_]), k.eq(0),
-                                     word.eq(0), fetching.eq(0), ptr.eq(1),
-                                     *walk_start(param_count[l_])]
-                        m.next = "LOAD"
-                if self._faults:
-                    with m.Elif(info.opcode == Opcode.FAULT):
-                        with m.If(info.length != len(mask_bytes)):
-                            fail(Status.ERR_LENGTH)
-                        with m.Else():
-                            m.d.sync += [dest.eq(_Dest.MASKS), nbytes.eq(1), k.eq(0),
-                                         word.eq(0), fetching.eq(0), ptr.eq(0),
-                                         *walk_start(len(mask_bytes))]
-                            m.next = "LOAD"
-                with m.Else():
-                    fail(Status.ERR_OPCODE)
+                with m.If(decoder.o_command.valid):
+                    with m.Switch(command.action):
+                        with m.Case(Action.ERROR):
+                            reply(command.status, 1, _Source.ERROR, count=1)
+                        with m.Case(Action.IDENTIFY):
+                            reply(ReplyStatus.OK, len(identify), _Source.IDENTIFY,
+                                  count=len(identify))
+                        with m.Case(Action.INFER, Action.LEARN):
+                            load(_Dest.X0, 0, n[0] * vbytes0, vbytes0, WalkMode.VALUES, n[0])
+                        with m.Case(Action.READ_PARAMS):
+                            reply(ReplyStatus.OK, param_bytes[layer], _Source.PARAMS,
+                                  WalkMode.PARAMS)
+                        with m.Case(Action.WRITE_PARAMS):
+                            load(_Dest.PARAMS, 1, param_bytes[layer], wbytes[layer],
+                                 WalkMode.PARAMS)
+                        if self._faults:
+                            with m.Case(Action.FAULT):
+                                load(_Dest.MASKS, 0, len(mask_bytes), 1, WalkMode.VALUES,
+                                     len(mask_bytes))
 
             with m.State("LOAD"):
-                # Issue one buffer read per cycle; assemble little-endian values one cycle later.
-                issue_more = Signal()
-                m.d.comb += issue_more.eq(~((count == 1) & fetching & (k == nbytes - 1)) &
-                                          (count != 0))
-                m.d.sync += fetching.eq(0)
-                with m.If(issue_more):
-                    m.d.sync += [ptr.eq(ptr + 1), fetching.eq(1)]
-                with m.If(fetching):
-                    with m.If(k == nbytes - 1):
-                        m.d.sync += [k.eq(0), word.eq(0)]
-                        with m.Switch(dest):
-                            with m.Case(_Dest.X0, _Dest.XL):
-                                m.d.comb += core.x_we.eq(1)
-                            with m.Case(_Dest.PARAMS):
-                                m.d.comb += core.p_we.eq(1)
-                            if self._faults:
-                                with m.Case(_Dest.MASKS):
-                                    m.d.sync += Array(mask_bytes)[index].eq(value[:8])
-                        advance(m)
-                        with m.If(count == 1):
-                            m.next = "LOADED"
-                    with m.Else():
-                        m.d.sync += [k.eq(k + 1), word.eq(value)]
+                with m.If(loader.o_stream.valid):
+                    with m.Switch(dest):
+                        with m.Case(_Dest.X0, _Dest.XL):
+                            m.d.comb += core.x_we.eq(1)
+                        with m.Case(_Dest.PARAMS):
+                            m.d.comb += core.p_we.eq(1)
+                        if self._faults:
+                            with m.Case(_Dest.MASKS):
+                                m.d.sync += Array(mask_bytes)[walker.index].eq(value[:8])
+                    m.d.comb += walker.next.eq(1)
+                    with m.If(walker.last):
+                        m.next = "LOADED"
             with m.State("LOADED"):
                 with m.Switch(dest):
                     with m.Case(_Dest.PARAMS, *([_Dest.MASKS] if self._faults else [])):
-                        m.d.sync += [status.eq(Status.OK), reply_len.eq(0),
-                                     source.eq(_Source.NONE)]
-                        m.next = "HEADER"
+                        reply(ReplyStatus.OK, 0, _Source.NONE)
                     with m.Case(_Dest.X0):
                         m.d.comb += [core.op.eq(CoreOp.INFER), core.start.eq(1)]
                         m.next = "INFER"
@@ -283,73 +197,54 @@ class NetworkTop(wiring.Component):
                         m.next = "LEARN"
             with m.State("INFER"):
                 with m.If(~core.busy):
-                    with m.If(info.opcode == Opcode.LEARN):
-                        m.d.sync += [dest.eq(_Dest.XL), nbytes.eq(vbytesL), k.eq(0),
-                                     word.eq(0), fetching.eq(0), ptr.eq(n[0] * vbytes0),
-                                     *walk_start(n[L])]
-                        m.next = "LOAD"
+                    with m.If(command.action == Action.LEARN):
+                        load(_Dest.XL, n[0] * vbytes0, n[L] * vbytesL, vbytesL,
+                             WalkMode.VALUES, n[L])
                     with m.Else():
                         m.next = "OUTPUT"
             with m.State("LEARN"):
                 with m.If(~core.busy):
                     m.next = "OUTPUT"
             with m.State("OUTPUT"):
-                m.d.sync += [status.eq(Status.OK), reply_len.eq(n[L] * vbytesL),
-                             source.eq(_Source.OUTPUT), *walk_start(n[L])]
-                m.next = "HEADER"
+                reply(ReplyStatus.OK, n[L] * vbytesL, _Source.OUTPUT, count=n[L])
 
-            with m.State("ERROR_HEADER"):
-                m.d.comb += [tx.i_header.valid.eq(1), tx.i_header.p.status.eq(status),
-                             tx.i_header.p.tag.eq(info.tag), tx.i_header.p.length.eq(1)]
-                with m.If(tx.i_header.ready):
-                    m.next = "ERROR_PAYLOAD"
-            with m.State("ERROR_PAYLOAD"):
-                m.d.comb += [tx.i_payload.valid.eq(1), tx.i_payload.payload.eq(info.opcode)]
-                with m.If(tx.i_payload.ready):
-                    m.next = "RELEASE"
             with m.State("HEADER"):
                 m.d.comb += [tx.i_header.valid.eq(1), tx.i_header.p.status.eq(status),
-                             tx.i_header.p.tag.eq(info.tag), tx.i_header.p.length.eq(reply_len)]
+                             tx.i_header.p.tag.eq(command.tag),
+                             tx.i_header.p.length.eq(reply_len)]
                 with m.If(tx.i_header.ready):
                     with m.If(source == _Source.NONE):
                         m.next = "RELEASE"
-                    with m.Elif(source == _Source.IDENTIFY):
-                        m.next = "SEND_ROM"
                     with m.Else():
                         m.next = "FETCH"
-            with m.State("SEND_ROM"):
-                m.d.comb += [tx.i_payload.valid.eq(1), tx.i_payload.payload.eq(rom[index])]
-                with m.If(tx.i_payload.ready):
-                    m.d.sync += [index.eq(index + 1), count.eq(count - 1)]
-                    with m.If(count == 1):
-                        m.next = "RELEASE"
             with m.State("FETCH"):
-                # The parameter port reads one cycle after the address; y is combinational.
+                # The parameter port reads one cycle after the address.
                 m.next = "LATCH"
             with m.State("LATCH"):
-                # Registered before it is serialised (the memories' outputs are slow).
-                m.d.sync += fetched.eq(Mux(source == _Source.OUTPUT, core.y_data, core.p_rdata))
-                m.next = "SEND_VALUE"
-            with m.State("SEND_VALUE"):
-                width_bytes = Mux(source == _Source.OUTPUT, vbytesL, wbytes[layer])
-                m.d.comb += sign_extended.eq(fetched)
-                with m.If(out_k == 0):
-                    m.d.sync += out_word.eq(sign_extended >> 8)
-                m.d.comb += [tx.i_payload.valid.eq(1),
-                             tx.i_payload.payload.eq(Mux(out_k == 0, sign_extended[:8],
-                                                         out_word[:8]))]
-                with m.If(tx.i_payload.ready):
-                    with m.If(out_k != 0):
-                        m.d.sync += out_word.eq(out_word >> 8)
-                    with m.If(out_k == width_bytes - 1):
-                        m.d.sync += out_k.eq(0)
-                        advance(m)
-                        m.next = "FETCH"
-                        with m.If(count == 1):
-                            m.next = "RELEASE"
+                # The serialiser registers the value (the memories' outputs are slow).
+                m.d.comb += ser.i_stream.valid.eq(1)
+                with m.Switch(source):
+                    with m.Case(_Source.ERROR):
+                        m.d.comb += [ser.i_stream.p.value.eq(command.opcode),
+                                     ser.i_stream.p.width.eq(1)]
+                    with m.Case(_Source.IDENTIFY):
+                        m.d.comb += [ser.i_stream.p.value.eq(rom[walker.index]),
+                                     ser.i_stream.p.width.eq(1)]
+                    with m.Case(_Source.OUTPUT):
+                        m.d.comb += [ser.i_stream.p.value.eq(core.y_data),
+                                     ser.i_stream.p.width.eq(vbytesL)]
+                    with m.Case(_Source.PARAMS):
+                        m.d.comb += [ser.i_stream.p.value.eq(core.p_rdata),
+                                     ser.i_stream.p.width.eq(wbytes[layer])]
+                m.next = "SEND"
+            with m.State("SEND"):
+                with m.If(ser.i_stream.ready):          # the value's last byte is sent
+                    m.d.comb += walker.next.eq(1)
+                    with m.If(walker.last):
+                        m.next = "RELEASE"
                     with m.Else():
-                        m.d.sync += out_k.eq(out_k + 1)
+                        m.next = "FETCH"
             with m.State("RELEASE"):
-                m.d.comb += rx.o_frame.ready.eq(1)
+                m.d.comb += decoder.o_command.ready.eq(1)
                 m.next = "IDLE"
         return m

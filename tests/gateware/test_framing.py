@@ -103,6 +103,7 @@ def receive(stream, max_payload, seed=0, gaps=0.3, hold=0.3):
                     ctx.set(dut.buf_addr, addr)
                     await ctx.tick()
                     payload.append(ctx.get(dut.buf_data))
+                assert info.first == (payload[0] if payload else 0)
             while rng.random() < hold:
                 assert ctx.get(dut.i_stream.ready) == 0     # the buffer is held
                 await ctx.tick()
