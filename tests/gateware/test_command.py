@@ -10,8 +10,6 @@ from pchw import Network, PCSettings, protocol
 from pchw.gateware.command import Action, CommandDecoder, Rule, command_rules
 from pchw.protocol import FrameCheck, Opcode, ReceivedFrame, Status
 
-ACTIONS = {op: Action[op.name] for op in Opcode}
-
 
 def frames(network, rng, count):
     """Frames near every rule's edges: each opcode (and unknown ones), lengths right and off
@@ -40,7 +38,9 @@ def test_decisions_match_the_device_model(faults):
                       pc=PCSettings(inference_steps=1))
     device = protocol.DeviceModel(network, faults=faults)
     cases = frames(network, random.Random(5), 120)
-    dut = CommandDecoder(command_rules(network, faults))
+    rules = command_rules(network, faults)
+    actions = {rule.opcode: rule.action for rule in rules}
+    dut = CommandDecoder(rules)
 
     async def bench(ctx):
         for frame in cases:
@@ -55,7 +55,7 @@ def test_decisions_match_the_device_model(faults):
             got = ctx.get(dut.o_command.p)
             status, _, _ = protocol.parse_reply(device._execute(frame))
             assert (got.status.value, got.opcode, got.tag) == (status, frame.opcode, frame.tag)
-            assert got.action == (ACTIONS[Opcode(frame.opcode)] if status is Status.OK
+            assert got.action == (actions[frame.opcode] if status is Status.OK
                                   else Action.ERROR), frame
             if frame.payload:
                 assert got.layer == frame.payload[0]
