@@ -526,7 +526,10 @@ def test_streaming_at_the_window_matches_the_device_model():
         assert bytes(bench.received[at:at + len(reply)]) == reply, f"reply {i}"
         assert protocol.frame_tag(reply) == frame[frame.index(protocol.SYNC_COMMAND) + 2]
     statuses = {protocol.parse_reply(r[0])[0] for r in expected}
-    assert statuses == set(protocol.Status) - {protocol.Status.ERR_OVERRUN}
+    # Every status but the overrun's, and ERR_NO_DATA (which only a build with a dataset memory
+    # answers: here TRAIN and EVAL are unknown opcodes).
+    assert statuses == set(protocol.Status) - {protocol.Status.ERR_OVERRUN,
+                                               protocol.Status.ERR_NO_DATA}
     # At the limit: the buffer filled up to the window (the UART receiver holds one byte more).
     assert protocol.STREAM_WINDOW - 4 <= bench.most_buffered <= protocol.STREAM_WINDOW
 
