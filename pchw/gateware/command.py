@@ -29,6 +29,7 @@ class Action(enum.Enum, shape=4):
     READ_PARAMS = 4
     WRITE_PARAMS = 5
     FAULT = 6
+    DATASET = 7         # LOAD_DATA, TRAIN, EVAL: the dataset unit checks and runs them
 
 
 class ReplyStatus(enum.Enum, shape=8):
@@ -39,6 +40,7 @@ class ReplyStatus(enum.Enum, shape=8):
     ERR_LENGTH = protocol.Status.ERR_LENGTH.value
     ERR_ARGUMENT = protocol.Status.ERR_ARGUMENT.value
     ERR_OVERRUN = protocol.Status.ERR_OVERRUN.value
+    ERR_NO_DATA = protocol.Status.ERR_NO_DATA.value
 
 
 class Command(data.Struct):
@@ -62,10 +64,12 @@ class Rule:
     checks: tuple = ()
 
 
-def command_rules(network, faults=False):
+def command_rules(network, faults=False, dataset=False):
     """The opcodes a build of ``network`` accepts, with their checks (those of
     :meth:`pchw.protocol.DeviceModel._execute`, lengths from :func:`pchw.protocol.payload_length`).
-    FAULT only with ``faults`` (else it is an unknown opcode)."""
+    FAULT only with ``faults``, LOAD_DATA / TRAIN / EVAL only with a ``dataset`` memory (else
+    they are unknown opcodes); the dataset unit checks those itself (their lengths and
+    arguments are in the payload)."""
     L = network.L
     length = protocol.payload_length
 
@@ -95,6 +99,8 @@ def command_rules(network, faults=False):
     if faults:
         rules.append(Rule(Opcode.FAULT, Action.FAULT,
                           (exactly(length(network, Opcode.FAULT)),)))
+    if dataset:
+        rules += [Rule(opcode, Action.DATASET) for opcode in protocol.DATASET_OPCODES]
     return rules
 
 

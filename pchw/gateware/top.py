@@ -19,6 +19,7 @@ from .. import protocol
 from ..protocol import Opcode
 from .command import Action, CommandDecoder, ReplyStatus, command_rules
 from .core import CoreOp, PCCore
+from .dataset import DatasetUnit
 from .framing import FrameReceiver, FrameTransmitter
 from .loader import PayloadLoader
 from .serialiser import ValueSerialiser
@@ -40,6 +41,7 @@ class _Source(enum.Enum, shape=3):
     OUTPUT = 2    # the prediction y
     PARAMS = 3    # READ_PARAMS
     ERROR = 4     # the opcode byte of an error reply
+    DATASET = 5   # EVAL's counts (the dataset unit's reply values)
 
 
 class NetworkTop(wiring.Component):
@@ -57,6 +59,11 @@ class NetworkTop(wiring.Component):
     With ``faults``, the build injects faults (``docs/faults.md``): FAULT sets the dead units of
     every layer (registers, zero at reset), which the layer units hold at zero. Without, FAULT is
     an unknown opcode and the build has none of this logic.
+
+    With ``dataset`` (a number of samples), the build has a dataset memory and LOAD_DATA, TRAIN
+    and EVAL (:class:`~pchw.gateware.dataset.DatasetUnit`, ``docs/protocol.md``), which runs
+    them on the payload buffer and the core's ports itself; without, those are unknown opcodes
+    and the build has none of their logic. ``payload_ram_style`` is also its input memory's.
     """
 
     i_stream: In(stream.Signature(8))
@@ -64,12 +71,15 @@ class NetworkTop(wiring.Component):
     frame_abort: In(1)      # drop a partly received command (a link's inter-byte timeout)
     overrun: In(1)          # the link lost bytes here (its receive buffer was full)
 
-    def __init__(self, network, *, payload_ram_style=None, faults=False):
+    def __init__(self, network, *, payload_ram_style=None, faults=False, dataset=0):
         self._net = network
+        self._dataset = dataset
         self._max_payload = protocol.max_payload(network)
         self._payload_ram_style = payload_ram_style
         self._faults = faults
         self.core = PCCore(network, faults=faults)
+        self.dataset_unit = DatasetUnit(network, dataset, core=self.core,
+                                        ram_style=payload_ram_style) if dataset else None
         super().__init__()
 
     @property
@@ -77,13 +87,19 @@ class NetworkTop(wiring.Component):
         """Whether this build injects faults (the FAULT command)."""
         return self._faults
 
+    @property
+    def dataset(self):
+        """The samples the dataset memory holds (0: none, no LOAD_DATA / TRAIN / EVAL)."""
+        return self._dataset
+
     def elaborate(self, platform):
         m = Module()
         net, L = self._net, self._net.L
         n = net.layers
         m.submodules.rx = rx = FrameReceiver(self._max_payload,
                                              ram_style=self._payload_ram_style)
-        m.submodules.decoder = decoder = CommandDecoder(command_rules(net, self._faults))
+        m.submodules.decoder = decoder = CommandDecoder(
+            command_rules(net, self._faults, dataset=bool(self._dataset)))
         m.submodules.loader = loader = PayloadLoader()
         m.submodules.walker = walker = ValueWalker(net)
         m.submodules.serialiser = ser = ValueSerialiser()
@@ -98,7 +114,7 @@ class NetworkTop(wiring.Component):
 
         vbytes0 = protocol.value_bytes(net.value_format(0))
         vbytesL = protocol.value_bytes(net.value_format(L))
-        identify = protocol.identify_payload(protocol.network_id(net))
+        identify = protocol.identify_payload(protocol.network_id(net), capacity=self._dataset)
 
         # Per-layer constants of the parameter commands (index 0 unused).
         def table(values, width):
@@ -149,6 +165,13 @@ class NetworkTop(wiring.Component):
                 dead.append(Cat(*layer_bytes)[:n[l]])
             m.d.comb += core.dead.eq(Cat(*dead))
 
+        ds = self.dataset_unit
+        if ds is not None:
+            m.submodules.dataset = ds
+            m.d.comb += [ds.opcode.eq(command.opcode), ds.length.eq(rx.o_frame.p.length),
+                         ds.buf_data.eq(rx.buf_data), ds.core_busy.eq(core.busy),
+                         ds.y_data.eq(core.y_data)]
+
         rom = Array(Const(b, 8) for b in identify)
         with m.FSM():
             with m.State("IDLE"):
@@ -171,6 +194,26 @@ class NetworkTop(wiring.Component):
                             with m.Case(Action.FAULT):
                                 load(_Dest.MASKS, 0, len(mask_bytes), 1, WalkMode.VALUES,
                                      len(mask_bytes))
+                        if ds is not None:
+                            with m.Case(Action.DATASET):
+                                m.d.comb += ds.start.eq(1)
+                                m.next = "DATASET"
+
+            if ds is not None:
+                with m.State("DATASET"):
+                    # The dataset unit reads the payload and drives the core's ports.
+                    m.d.comb += [rx.buf_addr.eq(ds.buf_addr), core.op.eq(ds.core_op),
+                                 core.start.eq(ds.core_start), core.x_layer.eq(ds.x_layer),
+                                 core.x_we.eq(ds.x_we), core.x_addr.eq(ds.x_addr),
+                                 core.x_wdata.eq(ds.x_wdata), core.y_addr.eq(ds.y_addr)]
+                    with m.If(~ds.busy):
+                        with m.If(ds.status != ReplyStatus.OK):
+                            reply(ds.status, 1, _Source.ERROR, count=1)
+                        with m.Elif(ds.reply_len == 0):
+                            reply(ReplyStatus.OK, 0, _Source.NONE)
+                        with m.Else():
+                            reply(ReplyStatus.OK, ds.reply_len, _Source.DATASET,
+                                  count=protocol.eval_reply_length(net) // protocol.COUNT_SIZE)
 
             with m.State("LOAD"):
                 with m.If(loader.o_stream.valid):
@@ -236,10 +279,16 @@ class NetworkTop(wiring.Component):
                     with m.Case(_Source.PARAMS):
                         m.d.comb += [ser.i_stream.p.value.eq(core.p_rdata),
                                      ser.i_stream.p.width.eq(wbytes[layer])]
+                    if ds is not None:
+                        with m.Case(_Source.DATASET):
+                            m.d.comb += [ser.i_stream.p.value.eq(ds.r_value),
+                                         ser.i_stream.p.width.eq(protocol.COUNT_SIZE)]
                 m.next = "SEND"
             with m.State("SEND"):
                 with m.If(ser.i_stream.ready):          # the value's last byte is sent
                     m.d.comb += walker.next.eq(1)
+                    if ds is not None:
+                        m.d.comb += ds.r_next.eq(source == _Source.DATASET)
                     with m.If(walker.last):
                         m.next = "RELEASE"
                     with m.Else():
