@@ -22,7 +22,8 @@ from dataclasses import dataclass
 # pchw.protocol is imported where it is used: it imports the golden model, which imports
 # pchw.schedule, which imports this module.
 
-__all__ = ["row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
+__all__ = ["input_stride", "class_stride", "candidate_cycles", "dataset_sample_cycles",
+           "row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
            "core_learn_cycles", "macs_per_sample", "mac_utilisation", "command_latency",
            "HostLink", "throughput", "DEFAULT_BAUD", "MAX_BAUD"]
 
@@ -110,18 +111,85 @@ def _load(payload_bytes):
     return payload_bytes + LOAD_OVERHEAD
 
 
-def command_latency(network, opcode, layer=None):
+# The dataset unit (``pchw.gateware.dataset.DatasetUnit``, a build with a dataset memory).
+FIELD_READ = 1              # the buffer's read latency after the command's fields
+DATASET_CHECK = 1           # the cycle that checks the fields
+DATASET_DONE = 1            # the cycle in which the top sees the unit idle
+LABEL_PASS_END = 1          # LOAD_DATA: the cycle after the last label read
+LOAD_CHECK = 1              # LOAD_DATA: the length and argument check after the label pass
+ORDER_SETUP = 1             # TRAIN: the permutation's widths and masks from the count
+EPOCH_END = 1               # TRAIN: the cycle that ends an epoch
+COUNT_UPDATE = 2            # EVAL: the confusion count's read and write
+
+
+def _pow2(n):
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def input_stride(network):
+    """Words of the dataset's input memory per sample: ``n_0`` rounded up to a power of two (a
+    sample's address is its index beside the input's: no multiplier)."""
+    return _pow2(network.layers[0])
+
+
+def class_stride(network):
+    """``n_L`` rounded up to a power of two: the row stride of EVAL's confusion memory."""
+    return _pow2(network.layers[-1])
+
+
+def candidate_cycles():
+    """Cycles of one candidate of TRAIN's sample order (:mod:`pchw.order`): a Feistel round a
+    cycle, then the test against the count."""
+    from .order import ROUNDS
+    return ROUNDS + 1
+
+
+def dataset_sample_cycles(network, learn):
+    """Cycles of one stored sample in TRAIN (``learn``) or EVAL: its ``n_0`` inputs from the
+    dataset memory into ``x_0`` (a read a cycle), the core's INFER (start, busy, done), then for
+    TRAIN the ``n_L`` targets (a cycle each) and the core's LEARN, exactly as a LEARN command
+    runs the core; for EVAL the class (a cycle per output) and the confusion count's update."""
+    n0, nL = network.layers[0], network.layers[-1]
+    infer = _load(n0) + AFTER_LOAD + core_infer_cycles(network) + CORE_DONE + nL
+    if learn:
+        return infer + AFTER_LOAD + core_learn_cycles(network) + CORE_DONE
+    return infer + COUNT_UPDATE
+
+
+def command_latency(network, opcode, layer=None, *, samples=None, epochs=1):
     """Reply latency of a well-formed command (``opcode`` a :class:`pchw.protocol.Opcode`).
 
     Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN,
     WRITE_PARAMS and FAULT first load their payload (one byte per cycle; INFER and LEARN then
-    run the core).
+    run the core). The dataset commands (OK replies) depend on ``samples``: LOAD_DATA's count,
+    TRAIN's and EVAL's ``count`` (TRAIN also on ``epochs``): the fields are read, checked, and
+
+    - LOAD_DATA reads every label (a cycle each), checks, then stores the samples a byte a
+      cycle;
+    - TRAIN runs each epoch's ``2**k`` order candidates (:func:`candidate_cycles` each,
+      ``k = pchw.order.order_bits(count)``) and its ``count`` samples
+      (:func:`dataset_sample_cycles`, each a LEARN's core work), with no host link: so
+      ``epochs x count x`` (a LEARN's core cycles + the sample's loads) + the order;
+    - EVAL clears its confusion counts (``n_L x class_stride`` cycles), then runs the samples.
     """
-    from .protocol import Opcode, payload_length, value_bytes
+    from .protocol import DATASET_OPCODES, Opcode, payload_length, sample_bytes, value_bytes
+    opcode = Opcode(opcode)
+    if opcode in DATASET_OPCODES:
+        from .order import order_bits
+        fields = payload_length(network, opcode, samples=0)
+        head = REPLY_OVERHEAD + fields + FIELD_READ + DATASET_CHECK + DATASET_DONE
+        if opcode is Opcode.LOAD_DATA:
+            store = samples * sample_bytes(network) + FIELD_READ if samples else 0
+            return head + samples + LABEL_PASS_END + LOAD_CHECK + store
+        if opcode is Opcode.TRAIN:
+            epoch = ((1 << order_bits(samples)) * candidate_cycles()
+                     + samples * dataset_sample_cycles(network, True) + EPOCH_END)
+            return head + ORDER_SETUP + epochs * epoch
+        return (head + network.layers[-1] * class_stride(network)
+                + samples * dataset_sample_cycles(network, False))
     L = network.L
     inputs = network.layers[0] * value_bytes(network.value_format(0))
     targets = network.layers[L] * value_bytes(network.value_format(L))
-    opcode = Opcode(opcode)
     if opcode is Opcode.INFER:
         return (REPLY_OVERHEAD + _load(inputs) + AFTER_LOAD + core_infer_cycles(network)
                 + CORE_DONE + OUTPUT_SETUP)

@@ -14,28 +14,14 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol
+from ..latency import class_stride, input_stride
 from ..order import ROUNDS, order_hash_fields, order_round
 from ..protocol import Opcode
 from .command import ReplyStatus as Status
 from .core import CoreOp
 from .srhash import srhash32
 
-__all__ = ["DatasetUnit", "input_stride", "class_stride"]
-
-
-def _pow2(n):
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
-def input_stride(network):
-    """Words of the input memory per sample: ``n_0`` rounded up to a power of two (a sample's
-    address is its index and the input's, side by side: no multiplier)."""
-    return _pow2(network.layers[0])
-
-
-def class_stride(network):
-    """``n_L`` rounded up to a power of two: the confusion memory's row stride."""
-    return _pow2(network.layers[-1])
+__all__ = ["DatasetUnit"]
 
 
 class DatasetUnit(wiring.Component):

@@ -12,12 +12,12 @@ from pchw.protocol import Opcode
 
 
 def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_000,
-            faults=False):
+            faults=False, dataset=0):
     """Send ``commands`` (bytes) to a NetworkTop, one after the other, each as soon as the
     previous reply is complete. Returns [(reply bytes, latency)]; latency counts cycles from
     the last byte accepted (for a too-long frame, its high length byte: the device answers
     before the rest arrives) to the first reply byte valid."""
-    top = NetworkTop(network, faults=faults)
+    top = NetworkTop(network, faults=faults, dataset=dataset)
     rng = np.random.default_rng(seed)
     results = []
 
@@ -82,9 +82,9 @@ def run_top(network, commands, gaps=0.0, backpressure=0.0, seed=0, timeout=200_0
     return results
 
 
-def check_against_model(network, commands, faults=False, **kwargs):
-    device = protocol.DeviceModel(network, faults=faults)
-    results = run_top(network, commands, faults=faults, **kwargs)
+def check_against_model(network, commands, faults=False, dataset=0, **kwargs):
+    device = protocol.DeviceModel(network, faults=faults, dataset=dataset)
+    results = run_top(network, commands, faults=faults, dataset=dataset, **kwargs)
     for command, (reply, _) in zip(commands, results):
         assert [reply] == device.feed(command), f"reply to {command[:8].hex()}..."
         if command[:1] == bytes([protocol.SYNC_COMMAND]):
