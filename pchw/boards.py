@@ -18,6 +18,11 @@ What the estimate counts (see ``boards/README.md`` for the calibration):
   blocks of the device's best shape for it (:func:`ram_blocks`); memories shallower than the
   board's ``bram_min_depth`` stay in logic cells (iCE40) or distributed RAM (ECP5). On the
   iCE40UP5K the payload buffer goes to SPRAM instead (``Board.payload_ram``).
+* **The dataset memory** (a build with ``--data-memory N``: :func:`dataset_memories`): the inputs
+  of ``N`` samples (``n_0`` rounded up to a power of two words of layer 0's width each) go to
+  SPRAM on the iCE40UP5K (16K x 16 bits each, beside the payload buffer's) and to block RAM on
+  the ECP5; the labels and EVAL's confusion counts to block RAM. What does not fit is refused
+  before the build, naming the sizes and the most samples that fit (:func:`max_dataset`).
 * **Logic: rough.** ``LUT_BASE + LUT_PER_LANE_BIT x lane bits + LUT_PER_HASH x hash units``
   (lane bits: weight plus value width per lane): the UART, command decoder and sequencer are
   the constant; each lane adds wide accumulators, rounding and saturation, and with stochastic
@@ -40,7 +45,7 @@ from . import protocol
 from .errors import PchwError
 
 __all__ = ["Board", "BOARDS", "board", "Estimate", "memories", "ram_blocks", "estimate",
-           "check_fit", "fits", "auto_lanes", "lanes_for", "LUT_BASE", "LUT_PER_LANE_BIT",
+           "dataset_memories", "max_dataset", "check_fit", "fits", "auto_lanes", "lanes_for", "LUT_BASE", "LUT_PER_LANE_BIT",
            "LUT_PER_HASH", "LUT_MARGIN"]
 
 #: The logic estimate, fitted to whole board designs (UART, command decoder, core; see
@@ -207,12 +212,15 @@ class Estimate:
     bram_blocks: int
     lane_bits: int
     luts: int
+    dataset: int = 0            # samples of the dataset memory
+    dataset_bits: int = 0       # its bits (inputs, labels, confusion counts)
 
     def as_dict(self):
         return {"multipliers": self.multipliers, "dsps": self.dsps,
                 "parameter_bits": self.parameter_bits, "buffer_bits": self.buffer_bits,
                 "memory_bits": self.memory_bits, "bram_blocks": self.bram_blocks,
-                "spram_blocks": self.spram_blocks,
+                "spram_blocks": self.spram_blocks, "dataset": self.dataset,
+                "dataset_bits": self.dataset_bits,
                 "lane_bits": self.lane_bits, "luts": self.luts}
 
 
@@ -240,6 +248,22 @@ def memories(network, target=None):
     return mems
 
 
+def dataset_memories(network, dataset):
+    """``(depth, width)`` of the dataset memory's inputs, labels and confusion counts
+    (:class:`pchw.gateware.dataset.DatasetUnit`) for ``dataset`` samples; none for 0."""
+    from .latency import class_stride, input_stride
+    if not dataset:
+        return []
+    n_L = network.layers[-1]
+    return [(dataset * input_stride(network), network.value_format(0).width),
+            (dataset, max(1, (n_L - 1).bit_length())), (n_L * class_stride(network), 16)]
+
+
+def _spram_blocks(depth, width, target):
+    words = target.spram_bytes // 2                 # SB_SPRAM256KA: 16K words of 16 bits
+    return -(-depth // words) * -(-width // 16)
+
+
 def ram_blocks(depth, width, target):
     """Block RAMs one ``depth x width`` memory takes on ``target`` (its best block shape), or 0
     if it is shallower than ``target.bram_min_depth`` (synthesis keeps it in logic)."""
@@ -248,8 +272,9 @@ def ram_blocks(depth, width, target):
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in target.bram_shapes)
 
 
-def estimate(network, target):
-    """The :class:`Estimate` of ``network`` on the board ``target``."""
+def estimate(network, target, dataset=0):
+    """The :class:`Estimate` of ``network`` on the board ``target`` (with a dataset memory of
+    ``dataset`` samples)."""
     L = network.L
     from .fixedpoint import LayerShifts
     multipliers = dsps = lane_bits = hashes = 0
@@ -267,23 +292,34 @@ def estimate(network, target):
         dsps += lanes * sum(_blocks(a, b, target.dsp_width) for a, b in products)
         lane_bits += lanes * (w + v)
     mems = memories(network, target)
+    data = dataset_memories(network, dataset)
+    spram = []
+    if data and target.payload_ram:             # the inputs go where the payload buffer goes
+        spram, data = data[:1], data[1:]
+        hashes += 1                             # the order's hash unit
+    elif data:
+        hashes += 1
+    mems += data
     buffer_bytes = protocol.max_payload(network)
     luts = round(LUT_BASE + LUT_PER_LANE_BIT * lane_bits + LUT_PER_HASH * hashes)
     return Estimate(multipliers=multipliers, dsps=dsps,
                     parameter_bits=network.memory_bits()["parameters"],
                     buffer_bits=8 * buffer_bytes,
-                    memory_bits=sum(d * w for d, w in mems) + (8 * buffer_bytes
-                                                               if target.payload_ram else 0),
-                    spram_blocks=-(-buffer_bytes // target.spram_bytes) if target.payload_ram
-                    else 0,
+                    memory_bits=sum(d * w for d, w in mems + spram) + (8 * buffer_bytes
+                                                                       if target.payload_ram
+                                                                       else 0),
+                    spram_blocks=(-(-buffer_bytes // target.spram_bytes)
+                                  + sum(_spram_blocks(d, w, target) for d, w in spram))
+                    if target.payload_ram else 0,
                     bram_blocks=sum(ram_blocks(d, w, target) for d, w in mems),
-                    lane_bits=lane_bits, luts=luts)
+                    lane_bits=lane_bits, luts=luts, dataset=dataset,
+                    dataset_bits=sum(d * w for d, w in dataset_memories(network, dataset)))
 
 
-def fits(network, target):
+def fits(network, target, dataset=0):
     """Whether :func:`check_fit` accepts ``network`` on ``target`` (no message)."""
     try:
-        check_fit(network, target)
+        check_fit(network, target, dataset)
     except PchwError:
         return False
     return True
@@ -343,8 +379,36 @@ def lanes_for(network, target, override=None):
     return network.with_lanes(list(choice)).lanes
 
 
+def max_dataset(network, target):
+    """The most samples a dataset memory of ``network`` may hold on ``target`` (0 if none)."""
+    low, high = 0, protocol.MAX_DATASET
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _shortfall(network, target, estimate(network, target, mid)) is None:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _dataset_size(network, e):
+    return (f"a dataset memory of {e.dataset} samples ({network.layers[0]} inputs of "
+            f"{network.value_format(0).width} bits and a label each: "
+            f"{e.dataset_bits / 8192:.1f} KiB)")
+
+
 def _shortfall(network, target, e):
     """What of ``target``'s budget the estimate ``e`` exceeds: None, or (kind, message)."""
+    if e.dataset and e.spram_blocks > target.spram_blocks:
+        return "dataset", (f"{_dataset_size(network, e)} and the payload buffer need "
+                           f"{e.spram_blocks} SPRAMs of {target.spram_bytes // 1024} KiB, the "
+                           f"device has {target.spram_blocks} "
+                           f"({target.spram_blocks * target.spram_bytes // 1024} KiB)")
+    if e.dataset and e.bram_blocks > target.bram_blocks:
+        return "dataset", (f"its memories with {_dataset_size(network, e)} need "
+                           f"{e.bram_blocks} block RAMs of {target.bram_block_bits // 1024} "
+                           f"kbit, the device has {target.bram_blocks} "
+                           f"({target.bram_bits // 8192} KiB)")
     if e.dsps > target.dsps:
         return "dsps", (f"{e.multipliers} multipliers need {e.dsps} multiplier blocks, the "
                         f"device has {target.dsps}")
@@ -362,19 +426,24 @@ def _shortfall(network, target, e):
     return None
 
 
-def check_fit(network, target):
-    """Refuse ``network`` on the board ``target`` if it clearly cannot fit; return the estimate.
+def check_fit(network, target, dataset=0):
+    """Refuse ``network`` on the board ``target`` (with a dataset memory of ``dataset``
+    samples) if it clearly cannot fit; return the estimate.
 
     Raises
     ------
     PchwError
         One line: what does not fit, by how much, and what to change.
     """
-    e = estimate(network, target)
+    e = estimate(network, target, dataset)
     short = _shortfall(network, target, e)
     if short is None:
         return e
     kind, what = short
+    if kind == "dataset":
+        most = max_dataset(network, target)
+        raise PchwError(f"{network.source}: does not fit {target.name} ({target.device}): "
+                        f"{what}; at most {most} samples fit (--data-memory {most})")
     lanes = "/".join(map(str, network.lanes))
     fewer = f"use fewer lanes (now {lanes}; --lanes auto picks the fastest that fit)"
     advice = {

@@ -132,7 +132,7 @@ def pll_for(target, clock_hz):
 
 
 def prepare(network, target, *, baud=latency.DEFAULT_BAUD, name=None, clock_hz=None,
-            faults=False):
+            faults=False, dataset=0):
     """The Amaranth build plan of ``network`` on the board ``target`` (nothing is run), clocked
     at ``clock_hz`` through a PLL (:func:`pll_for`) or at the board's oscillator.
 
@@ -144,6 +144,7 @@ def prepare(network, target, *, baud=latency.DEFAULT_BAUD, name=None, clock_hz=N
         If amaranth-boards is missing, or the baud rate cannot be made from the board clock.
     """
     from .gateware.board import BoardTop
+    from .gateware.dataset import DatasetUnit
     from .gateware.framing import FrameReceiver
     from .gateware.uart import divisor_for
     platform = target.platform()
@@ -154,13 +155,16 @@ def prepare(network, target, *, baud=latency.DEFAULT_BAUD, name=None, clock_hz=N
     except ValueError as error:
         raise PchwError(f"--baud {baud}: {error}") from None
     top = BoardTop(network, clock_hz=clock, baud=baud,
-                   payload_ram_style=target.payload_ram or None, pll=pll, faults=faults)
+                   payload_ram_style=target.payload_ram or None, pll=pll, faults=faults,
+                   dataset=dataset)
     overrides = {}
     if target.payload_ram:
         # Amaranth initialises every memory (here to zeros); SPRAM cannot be initialised, and
-        # the buffer is always written before it is read: drop its initialiser.
-        overrides["script_after_read"] = (
-            f"delete t:$meminit_v2 r:MEMID=*{FrameReceiver.BUFFER_NAME} %i")
+        # the payload buffer and the dataset's inputs are always written before they are read:
+        # drop their initialisers.
+        overrides["script_after_read"] = "\n".join(
+            f"delete t:$meminit_v2 r:MEMID=*{memory} %i"
+            for memory in (FrameReceiver.BUFFER_NAME, DatasetUnit.INPUTS_NAME))
     plan = platform.build(top, name=name or design_name(network), do_build=False,
                           synth_opts=target.synth_opts,
                           nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail",
@@ -367,7 +371,7 @@ def _report(network, description_hash, target, name, baud, top, est, used, fmax,
         "bitstream": f"{name}{target.bitstream_suffix}",
         "clock_hz": top.clock_hz, "oscillator_hz": target.clock_hz,
         "pll": top.pll.params if top.pll else None, "baud": baud, "uart_divisor": top.divisor,
-        "fault_injection": top.faults,
+        "fault_injection": top.faults, "dataset_capacity": top.dataset,
         "tools": chosen, "stage_seconds": times,
         "estimate": est.as_dict(),
         "resources": resources,
@@ -498,7 +502,8 @@ def _previous_stage_seconds(directory):
 
 
 def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
-          baud=latency.DEFAULT_BAUD, force=False, rebuild=False, faults=False, progress=print):
+          baud=latency.DEFAULT_BAUD, force=False, rebuild=False, faults=False, dataset=0,
+          progress=print):
     """Build a bitstream of ``network`` for the board ``board_name`` into ``directory``.
 
     Parameters
@@ -514,6 +519,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
     baud : int               UART baud rate.
     force : bool             build even if :func:`pchw.boards.check_fit` refuses the network.
     faults : bool            a fault-injection build (the FAULT command, ``docs/faults.md``).
+    dataset : int            samples of a dataset memory (LOAD_DATA, TRAIN, EVAL; 0: none).
     rebuild : bool
         Run the tools even if ``directory`` holds a finished build with the same
         :func:`build_key` (else that build's bitstream and logs are reused, in seconds).
@@ -538,11 +544,11 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
         progress(f"lanes {'/'.join(map(str, chosen_lanes))} on {target.name} (the description "
                  f"says {default} by default)")
         network = network.with_lanes(chosen_lanes)
-    est = estimate(network, target) if force else check_fit(network, target)
+    est = estimate(network, target, dataset) if force else check_fit(network, target, dataset)
     directory = Path(directory or default_dir(network, target.name))
     name = design_name(network)
     platform, top, plan = prepare(network, target, baud=baud, name=name, clock_hz=clock_hz,
-                                  faults=faults)
+                                  faults=faults, dataset=dataset)
     env, chosen = toolchain_env(platform.required_tools)
     progress(f"building {name} for {target.describe()}")
     progress(f"  estimate: {est.dsps} multiplier blocks, {est.bram_blocks} block RAMs,"

@@ -312,8 +312,8 @@ def cmd_verilog(args):
     start = time.perf_counter()
     _progress(f"elaborating {verilog.module_name(network)} ({' -> '.join(map(str, network.layers))})")
     v_path, m_path = _saving(args.output, verilog.write, network, args.output, args.top,
-                             args.faults)
-    info = verilog.manifest(network, args.top, args.faults)
+                             args.faults, args.data_memory)
+    info = verilog.manifest(network, args.top, args.faults, args.data_memory)
     cycles = info["latency_cycles"]["commands"]
     print(f"wrote {v_path} and {m_path} in {time.perf_counter() - start:.1f} s")
     print(f"latency (cycles, last command byte -> first reply byte): INFER {cycles['INFER']}, "
@@ -425,10 +425,7 @@ def _open_device(args, network):
             divisor_for(SIM_CLOCK_HZ, baud)
         except ValueError as error:
             raise PchwError(f"--baud {baud}: {error}") from None
-        if args.data_memory:
-            raise PchwError("--data-memory: the simulated board has no dataset memory yet "
-                            "(use --golden)")
-        top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=baud)
+        top = BoardTop(network, clock_hz=SIM_CLOCK_HZ, baud=baud, dataset=args.data_memory)
         transport = SimulationTransport(top, SIM_CLOCK_HZ, top.divisor)
         return Device(transport, network, timeout=args.timeout)
     if not args.port:
@@ -565,7 +562,7 @@ def cmd_build(args):
     clock_hz = None if args.clock is None else args.clock * 1e6
     result = build.build(network, args.board, args.output, lanes=args.lanes, clock_hz=clock_hz,
                          baud=args.baud, force=args.force, rebuild=args.rebuild,
-                         faults=args.faults,
+                         faults=args.faults, dataset=args.data_memory,
                          progress=_progress)
     r = result.report
     for name, v in r["resources"].items():
@@ -718,6 +715,8 @@ def _parser():
     q.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file")
     q.add_argument("--top", metavar="NAME", help="top module name (default pchw_<model name>)")
     q.add_argument("--faults", action="store_true", help=FAULTS_HELP)
+    q.add_argument("--data-memory", type=_data_memory_arg, default=0, metavar="N",
+                   help=DATA_MEMORY_HELP)
     q.set_defaults(func=cmd_verilog)
 
     q = sub.add_parser("sim", help="simulate the Verilog against the golden model (cocotb)",
@@ -821,6 +820,9 @@ def _parser():
     q.add_argument("--force", action="store_true",
                    help="build even if the pre-synthesis estimate says it does not fit")
     q.add_argument("--faults", action="store_true", help=FAULTS_HELP)
+    q.add_argument("--data-memory", type=_data_memory_arg, default=0, metavar="N",
+                   help=DATA_MEMORY_HELP + "; refused before the build if the board's SPRAM "
+                   "or block RAM cannot hold it")
     q.add_argument("--rebuild", action="store_true",
                    help="run the tools even if the folder holds a finished build of the same "
                    "design with the same tools (by default that one is reused, in seconds)")
@@ -894,7 +896,9 @@ def _parser():
 
     from .commands import register
     register(sub, SimpleNamespace(model_arg=model_arg, dataset_args=dataset_args,
-                                  arithmetic_args=arithmetic_args))
+                                  arithmetic_args=arithmetic_args,
+                                  data_memory_arg=_data_memory_arg,
+                                  data_memory_help=DATA_MEMORY_HELP))
     return p
 
 

@@ -83,12 +83,13 @@ def _write_all(fd, data, stop):
 
 
 def serve_golden(network, *, link=None, ready_file=None, stop_file=None, on_ready=None,
-                 faults=False):
+                 faults=False, dataset=0):
     """Serve the golden device model of ``network`` on a new pty until ``stop_file`` appears
     (or the process is interrupted). ``on_ready(path)`` is called once the pty exists;
-    ``faults``: the model of a fault-injection build."""
+    ``faults``: the model of a fault-injection build; ``dataset``: of a build with a dataset
+    memory of that many samples."""
     from .protocol import DeviceModel
-    device = DeviceModel(network, faults=faults)
+    device = DeviceModel(network, faults=faults, dataset=dataset)
     controller, terminal, path = open_pty()
     parent = os.getppid()
     stop = lambda: stop_requested(stop_file, parent)          # noqa: E731
@@ -115,14 +116,14 @@ def serve_golden(network, *, link=None, ready_file=None, stop_file=None, on_read
 
 def serve_simulation(network, simulator="verilator", *, baud=SIM_BAUD, clock_hz=SIM_CLOCK_HZ,
                      link=None, stop_file=None, on_ready=None, log_file=None, progress=None,
-                     faults=False):
+                     faults=False, dataset=0):
     """Serve the simulated board top of ``network`` on a new pty, on ``simulator``, until
     ``stop_file`` appears or the process is interrupted.
 
     ``on_ready(path)`` is called (from another thread) once the pty exists; ``progress(text)``
     reports the steps before that (generating Verilog, building the simulation). The build
     and simulator output go to ``log_file`` (else to stdout). ``faults``: a fault-injection
-    build (the FAULT command).
+    build (the FAULT command); ``dataset``: a dataset memory of that many samples.
 
     Raises
     ------
@@ -141,10 +142,11 @@ def serve_simulation(network, simulator="verilator", *, baud=SIM_BAUD, clock_hz=
 
     progress = progress or (lambda text: None)
     try:
-        top = BoardTop(network, clock_hz=clock_hz, baud=baud, faults=faults)
+        top = BoardTop(network, clock_hz=clock_hz, baud=baud, faults=faults, dataset=dataset)
     except BaudRateError as error:
         raise PchwError(f"--baud {baud}: {error}") from None
-    name = module_name(network) + ("_board_faults" if faults else "_board")
+    name = module_name(network) + ("_board_faults" if faults else "_board") + \
+        (f"_data{dataset}" if dataset else "")
     progress(f"generating the board top's Verilog ({top.divisor} cycles per UART bit at a "
              f"simulated {clock_hz / 1e6:g} MHz clock)")
     text = runner.verilog_of(top, name)

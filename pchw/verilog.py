@@ -25,14 +25,15 @@ def module_name(network):
     return f"pchw_{name}"
 
 
-def generate(network, name=None, faults=False):
+def generate(network, name=None, faults=False, dataset=0):
     """Verilog text of the network top (:class:`~pchw.gateware.top.NetworkTop`); ``faults``:
-    with fault injection (the FAULT command, ``docs/faults.md``)."""
-    return verilog.convert(NetworkTop(network, faults=faults),
+    with fault injection (the FAULT command, ``docs/faults.md``); ``dataset``: with a dataset
+    memory of that many samples (LOAD_DATA, TRAIN, EVAL)."""
+    return verilog.convert(NetworkTop(network, faults=faults, dataset=dataset),
                            name=name or module_name(network), emit_src=False)
 
 
-def manifest(network, name=None, faults=False):
+def manifest(network, name=None, faults=False, dataset=0):
     """The manifest dictionary (see the module docstring); ``faults``: of a fault-injection
     build (the FAULT command and its latency)."""
     L = network.L
@@ -65,6 +66,7 @@ def manifest(network, name=None, faults=False):
         ],
         "protocol_version": protocol.PROTOCOL_VERSION,
         "fault_injection": faults,
+        "dataset_capacity": dataset,
         "network_id": protocol.network_id(network).hex(),
         "max_payload_bytes": protocol.max_payload(network),
         "network": network.to_toml_dict(),
@@ -85,13 +87,14 @@ def manifest(network, name=None, faults=False):
     }
 
 
-def write(network, path, name=None, faults=False):
+def write(network, path, name=None, faults=False, dataset=0):
     """Write ``path`` (Verilog) and ``path`` with suffix ``.json`` (the manifest); returns both."""
     path = Path(path)
     if path.suffix != ".v":
         raise PchwError(f"{path}: the Verilog output must end in .v")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(generate(network, name, faults))
+    path.write_text(generate(network, name, faults, dataset))
     manifest_path = path.with_suffix(".json")
-    manifest_path.write_text(json.dumps(manifest(network, name, faults), indent=2) + "\n")
+    manifest_path.write_text(json.dumps(manifest(network, name, faults, dataset), indent=2)
+                             + "\n")
     return path, manifest_path

@@ -36,6 +36,8 @@ def add_arguments(parser, common):
                         help="also make PATH a symbolic link to the pty (a fixed name for "
                         "scripts)")
     parser.add_argument("--faults", action="store_true", help=BUILD_OPTION_HELP)
+    parser.add_argument("--data-memory", type=common.data_memory_arg, default=0, metavar="N",
+                        help=common.data_memory_help)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the simulator's build and run output")
 
@@ -61,14 +63,14 @@ def run(args):
         try:
             if args.golden:
                 serve.serve_golden(network, link=args.link, stop_file=stop_file, on_ready=ready,
-                                   faults=args.faults)
+                                   faults=args.faults, dataset=args.data_memory)
             else:
                 log = None if args.verbose else Path(tmp) / "simulation.log"
                 try:
                     serve.serve_simulation(network, args.simulator, baud=args.baud,
                                            link=args.link, stop_file=stop_file, on_ready=ready,
                                            log_file=log, progress=_progress,
-                                           faults=args.faults)
+                                           faults=args.faults, dataset=args.data_memory)
                 except PchwError:
                     if log is not None and log.is_file():
                         sys.stderr.write(log.read_text()[-4000:])

@@ -66,6 +66,8 @@ class BoardTop(wiring.Component):
         Yosys ``ram_style`` of the command payload buffer (``"huge"``: iCE40UP5K SPRAM).
     faults : bool
         A fault-injection build (the FAULT command, ``docs/faults.md``).
+    dataset : int
+        Samples of the dataset memory (LOAD_DATA, TRAIN, EVAL; 0: none).
     pll : PLLSettings, optional
         On a platform, make the ``sync`` domain (``clock_hz``) from the board's clock through
         this PLL (:class:`~pchw.gateware.clocks.PLLClock`); else the platform's default clock.
@@ -118,7 +120,7 @@ class BoardTop(wiring.Component):
     led_activity: Out(1)
 
     def __init__(self, network, *, clock_hz, baud=DEFAULT_BAUD, frame_timeout_s=FRAME_TIMEOUT_S,
-                 payload_ram_style=None, pll=None, faults=False):
+                 payload_ram_style=None, pll=None, faults=False, dataset=0):
         if pll is not None and pll.f_out != clock_hz:
             raise ValueError(f"clock_hz {clock_hz} is not the PLL's output {pll.f_out}")
         self._pll = pll
@@ -126,7 +128,7 @@ class BoardTop(wiring.Component):
         self._clock_hz, self._baud = clock_hz, baud
         self._frame_timeout_s = frame_timeout_s
         self.network_top = NetworkTop(network, payload_ram_style=payload_ram_style,
-                                      faults=faults)
+                                      faults=faults, dataset=dataset)
         self.receiver = UARTReceiver(self._divisor)
         self.transmitter = UARTTransmitter(self._divisor)
         self.rx_fifo = fifo.SyncFIFOBuffered(width=RxEntry.as_shape().size, depth=RX_FIFO_DEPTH)
@@ -146,6 +148,11 @@ class BoardTop(wiring.Component):
     def faults(self):
         """Whether this build injects faults (the FAULT command)."""
         return self.network_top.faults
+
+    @property
+    def dataset(self):
+        """Samples of the dataset memory (0: none)."""
+        return self.network_top.dataset
 
     @property
     def divisor(self):

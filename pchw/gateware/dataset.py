@@ -27,6 +27,16 @@ __all__ = ["DatasetUnit"]
 class DatasetUnit(wiring.Component):
     """The dataset memory of ``capacity`` samples and the LOAD_DATA / TRAIN / EVAL sequencer.
 
+    Parameters
+    ----------
+    network : Network
+    capacity : int
+        Samples the memory holds (1 .. :data:`pchw.protocol.MAX_DATASET`).
+    core : PCCore
+        The core it drives (its port shapes).
+    ram_style : str, optional
+        Yosys ``ram_style`` of the input memory (``"huge"``: the iCE40UP5K's SPRAM).
+
     Members
     -------
     start : In(1)
@@ -48,10 +58,13 @@ class DatasetUnit(wiring.Component):
         row); a pulse on ``r_next`` moves to the next, whose value is valid two cycles later.
     """
 
-    def __init__(self, network, capacity, *, core):
+    #: The input memory's name (a build script finds it by it: SPRAM takes no initial values).
+    INPUTS_NAME = "dataset_inputs"
+
+    def __init__(self, network, capacity, *, core, ram_style=None):
         if not 1 <= capacity <= protocol.MAX_DATASET:
             raise ValueError(f"capacity {capacity} is outside 1..{protocol.MAX_DATASET}")
-        self._net, self._capacity = network, capacity
+        self._net, self._capacity, self._ram_style = network, capacity, ram_style
         self._x_width = core.x_wdata.shape().width
         super().__init__({
             "start": In(1), "opcode": In(8), "length": In(16), "busy": Out(1),
@@ -79,8 +92,11 @@ class DatasetUnit(wiring.Component):
         one = int(fL.quantise(1.0))            # the target of the label's class
 
         # -- memories ------------------------------------------------------------------------
-        m.submodules.inputs = inputs = memory.Memory(shape=f0.width, depth=cap * stride0,
-                                                     init=[])
+        # The inputs: one port's address for reads and writes (the iCE40UP5K's SPRAM is
+        # single-ported: ``ram_style="huge"``).
+        attrs = {"ram_style": self._ram_style} if self._ram_style else None
+        inputs = memory.Memory(shape=f0.width, depth=cap * stride0, init=[], attrs=attrs)
+        m.submodules[self.INPUTS_NAME] = inputs
         m.submodules.labels = labels = memory.Memory(shape=range(max(nL, 2)), depth=cap,
                                                      init=[])
         m.submodules.confusion = confusion = memory.Memory(shape=16, depth=nL * strideL,
@@ -151,7 +167,7 @@ class DatasetUnit(wiring.Component):
         v = Signal(range(max(n0, nL) + 1))     # value being loaded
         reading = Signal()                     # an input read was issued last cycle
         m.d.comb += [in_r.addr.eq(Cat(v[:(stride0 - 1).bit_length()], sample)),
-                     lab_r.addr.eq(sample)]
+                     in_w.addr.eq(in_r.addr), in_r.en.eq(~in_w.en), lab_r.addr.eq(sample)]
         m.d.comb += [self.x_addr.eq(v), self.y_addr.eq(v)]
 
         # -- EVAL: argmax and the counts -----------------------------------------------------
@@ -262,8 +278,7 @@ class DatasetUnit(wiring.Component):
                                      lab_w.en.eq(1)]
                         m.d.sync += [v.eq(0), sample.eq(sample + 1), i.eq(i + 1)]
                     with m.Elif(k == vbytes0 - 1):
-                        m.d.comb += [in_w.addr.eq(in_r.addr), in_w.data.eq(value),
-                                     in_w.en.eq(1)]
+                        m.d.comb += [in_w.data.eq(value), in_w.en.eq(1)]
                         m.d.sync += [v.eq(v + 1), k.eq(0), word.eq(0)]
                     with m.Else():
                         m.d.sync += [k.eq(k + 1), word.eq(value)]

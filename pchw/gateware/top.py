@@ -54,7 +54,7 @@ class NetworkTop(wiring.Component):
     a byte) marks bytes the link lost: the partial command, if any, is dropped and answered
     with ``ERR_OVERRUN`` (tie it to 0 where the link cannot lose bytes).
     ``payload_ram_style`` is the command payload buffer's Yosys ``ram_style``
-    (:class:`~pchw.gateware.framing.FrameReceiver`).
+    (:class:`~pchw.gateware.framing.FrameReceiver`), and the dataset memory's.
 
     With ``faults``, the build injects faults (``docs/faults.md``): FAULT sets the dead units of
     every layer (registers, zero at reset), which the layer units hold at zero. Without, FAULT is
