@@ -208,3 +208,33 @@ def test_faults_through_the_served_board(tmp_path):
             device = Device(transport, network, timeout=5)
             with pytest.raises(pchw.PchwError, match="no fault injection: build it with --faults"):
                 device.set_dead([[], [0], []])
+
+
+@pytest.mark.parametrize("where", ["golden", "verilator"])
+def test_dataset_on_the_served_board(where, tmp_path):
+    """A board top with a dataset memory behind the pty (issue 13): `pchw run --learn` loads the
+    training and test split once (LOAD_DATA), runs a TRAIN and an EVAL per epoch, and the
+    confusion counts and the weights read back equal the golden model's bit for bit; a
+    dataset error gets its status."""
+    with served(tmp_path, *_serve_args(where), "--data-memory", "16") as link:
+        out = run_against(link, "--learn", "--epochs", "3")
+        import serial
+        with serial.Serial(str(link), 115200, timeout=20) as port:
+            port.write(protocol.eval_command(9, 1, tag=7))           # past the 8 stored
+            reply = port.read(protocol.HEADER_SIZE + 1 + protocol.CRC_SIZE)
+    assert "LOAD_DATA: 8 samples (training and test split)" in out
+    assert out.count("confusion counts equal the golden model's") == 3
+    assert "weights after on-chip learning equal the golden model's, bit for bit" in out
+    assert protocol.parse_reply(reply)[0] is protocol.Status.ERR_ARGUMENT
+    assert protocol.frame_tag(reply) == 7
+
+
+def test_run_sim_with_a_dataset_memory():
+    """`pchw run --sim --data-memory`: the board top in amaranth.sim, UART pins included."""
+    result = subprocess.run([PCHW, "run", MODEL, "--sim", "--data-memory", "8", "--learn",
+                             "--epochs", "2", "--timeout", "20"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert out.count("TRAIN of 4 samples on the chip") == 2
+    assert "weights after on-chip learning equal the golden model's, bit for bit" in out

@@ -464,3 +464,24 @@ def test_build_report_quotes_the_throughput(tmp_path):
     assert (f"| INFER | design clock (12 MHz) | {infer['command_latency_cycles']} | "
             f"{infer['command_latency_cycles'] + 5} | "
             f"{infer['samples_per_s_compute']:,.0f} |") in (tmp_path / "report.md").read_text()
+
+
+def test_dataset_memory_in_the_estimate():
+    """A dataset memory goes to SPRAM on the iCE40UP5K and to block RAM on the ECP5; the most
+    samples that fit are what check_fit accepts (issue 13)."""
+    from pchw.boards import board, check_fit, estimate, lanes_for, max_dataset
+    for name in ("icebreaker", "ulx3s-85f"):
+        target = board(name)
+        net = pchw.load("models/iris")
+        net = net.with_lanes(lanes_for(net, target))
+        most = max_dataset(net, target)
+        assert 0 < most < 65535
+        check_fit(net, target, most)
+        with pytest.raises(pchw.PchwError, match=f"at most {most} samples fit"):
+            check_fit(net, target, most + 1)
+        e0, e = estimate(net, target), estimate(net, target, most)
+        assert e.dataset_bits >= most * 4 * net.value_format(0).width
+        if target.payload_ram:
+            assert e.spram_blocks > e0.spram_blocks
+        else:
+            assert e.bram_blocks > e0.bram_blocks

@@ -128,6 +128,11 @@ def test_golden_infer(xor_model, tmp_path):
      "--baud 3000000: 3000000 baud is too fast for a 1e[+]06 Hz clock"),
     (["build", "{model}", "--board", "ulx3s-85f", "-o", "{tmp}/b", "--baud", "3000000"],
      "--baud 3000000: .* gives 3125000 baud, 4.2% off"),
+    # A dataset memory that does not fit is refused before the build, naming the sizes
+    (["build", "{model}", "--board", "icebreaker", "-o", "{tmp}/b", "--data-memory", "65535"],
+     r"a dataset memory of 65535 samples \(2 inputs of 16 bits and a label each: .* KiB\) and "
+     r"the payload buffer need \d+ SPRAMs of 32 KiB, the device has 4 \(128 KiB\); at most "
+     r"\d+ samples fit \(--data-memory \d+\)"),
 ])
 def test_user_errors_are_one_line(xor_model, tmp_path, capsys, argv, message):
     np.save(tmp_path / "bad.npy", np.zeros((1, 3)))
@@ -221,3 +226,19 @@ def test_verilog_writes_module_and_manifest(xor_model, tmp_path, capsys):
     assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst", "o_stream__ready"}
     assert main(["verilog", str(xor_model), "-o", str(tmp_path / "xor.txt")]) == 1
     assert "must end in .v" in capsys.readouterr().err
+
+
+def test_run_learns_on_the_chip_with_a_dataset_memory(xor_model, capsys):
+    """`pchw run --learn` on a device with a dataset memory: LOAD_DATA once, a TRAIN and an EVAL
+    per epoch, bit-exact with the golden model (issue 13)."""
+    assert main(["run", str(xor_model), "--golden", "--data-memory", "8", "--learn",
+                 "--epochs", "3"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "LOAD_DATA: 8 samples (training and test split)" in text
+    assert text.count("confusion counts equal the golden model's") == 3
+    assert "weights after on-chip learning equal the golden model's, bit for bit" in text
+    # a training split that does not fit: a LEARN command per sample, said so
+    assert main(["run", str(xor_model), "--golden", "--data-memory", "2", "--learn"]) == 0
+    assert "does not fit the device's dataset memory of 2 samples: one LEARN command per " \
+        "sample" in capsys.readouterr().err
