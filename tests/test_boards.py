@@ -453,7 +453,8 @@ def test_build_report_quotes_the_throughput(tmp_path):
 
     from pchw import latency
     network, target = pchw.load("models/xor"), boards.board("icebreaker")
-    top = SimpleNamespace(clock_hz=12e6, pll=None, divisor=104, reply_overhead=5, faults=False)
+    top = SimpleNamespace(clock_hz=12e6, pll=None, divisor=104, reply_overhead=5, faults=False,
+                          dataset=0)
     report = build._report(network, "0" * 64, target, "pchw_xor", 115200, top,
                            boards.estimate(network, target), {"ICESTORM_LC": (900, 5280)},
                            {"clk": (30.0, 12.0)}, [], {}, {}, {}, [], tmp_path)
