@@ -113,6 +113,7 @@ def _load(payload_bytes):
 
 # The dataset unit (``pchw.gateware.dataset.DatasetUnit``, a build with a dataset memory).
 FIELD_READ = 1              # the buffer's read latency after the command's fields
+DATA_READ = 1               # the dataset memory's read latency after a sample's inputs
 DATASET_CHECK = 1           # the cycle that checks the fields
 DATASET_DONE = 1            # the cycle in which the top sees the unit idle
 LABEL_PASS_END = 1          # LOAD_DATA: the cycle after the last label read
@@ -150,7 +151,7 @@ def dataset_sample_cycles(network, learn):
     TRAIN the ``n_L`` targets (a cycle each) and the core's LEARN, exactly as a LEARN command
     runs the core; for EVAL the class (a cycle per output) and the confusion count's update."""
     n0, nL = network.layers[0], network.layers[-1]
-    infer = _load(n0) + AFTER_LOAD + core_infer_cycles(network) + CORE_DONE + nL
+    infer = n0 + DATA_READ + AFTER_LOAD + core_infer_cycles(network) + CORE_DONE + nL
     if learn:
         return infer + AFTER_LOAD + core_learn_cycles(network) + CORE_DONE
     return infer + COUNT_UPDATE

@@ -68,7 +68,7 @@ class DatasetUnit(wiring.Component):
         self._x_width = core.x_wdata.shape().width
         super().__init__({
             "start": In(1), "opcode": In(8), "length": In(16), "busy": Out(1),
-            "status": Out(ReplyStatus), "reply_len": Out(16),
+            "status": Out(Status), "reply_len": Out(16),
             "buf_addr": Out(16), "buf_data": In(8),
             "core_op": Out(CoreOp), "core_start": Out(1), "core_busy": In(1),
             "x_layer": Out(1), "x_we": Out(1), "x_addr": Out(core.x_addr.shape()),
