@@ -286,12 +286,12 @@ def cmd_golden(args):
             names = [n.name for n in network.nodes] if graph else list(range(network.L + 1))
             for key in ("x", "mu", "eps"):
                 for l in range(0 if key == "x" else 1, len(names)):
-                    # (batches, steps, batch, n_l) -> (samples, steps, n_l)
-                    stacked = np.stack([np.stack([a.value_to_float(l, getattr(s, key)[l])
-                                                  for s in trace]) for trace in traces])
-                    stacked = stacked.reshape(*stacked.shape[:3], -1)     # a node's values flat
-                    result[f"trace_{key}{names[l]}"] = stacked.transpose(0, 2, 1, 3).reshape(
-                        len(inputs), stacked.shape[1], -1)
+                    # each batch's (steps, batch, n_l) -> (samples, steps, n_l); a graph
+                    # node's values flat; the last batch may be shorter
+                    per_batch = [np.stack([a.value_to_float(l, getattr(s, key)[l])
+                                           for s in trace]) for trace in traces]
+                    result[f"trace_{key}{names[l]}"] = np.concatenate(
+                        [t.reshape(*t.shape[:2], -1).transpose(1, 0, 2) for t in per_batch])
     else:
         if args.target or args.trace:
             raise PchwError("--target and --trace need --learn")

@@ -304,6 +304,8 @@ class Saturations:
 
     def __init__(self):
         self.counts = {}
+        #: Display names of the layers (a graph's node names), for :meth:`as_dict`.
+        self.names = {}
 
     def counter(self, quantity, layer):
         """A callable that adds its argument to the count of ``(quantity, layer)``."""
@@ -323,7 +325,7 @@ class Saturations:
 
     def as_dict(self):
         """``{"quantity[layer]": count}``, sorted, for reports and JSON."""
-        return {f"{q}[{l}]": n for (q, l), n in sorted(self.counts.items())}
+        return {f"{q}[{self.names.get(l, l)}]": n for (q, l), n in sorted(self.counts.items())}
 
     def __str__(self):
         if not self.counts:

@@ -29,7 +29,7 @@ def test_chain_as_graph_is_bit_identical(case):
         with np.errstate(all="ignore"):
             _compare(net, chain, nodes, rng, scale)
         assert chain.updates == nodes.updates
-        assert chain.saturations.as_dict() == nodes.saturations.as_dict()
+        assert chain.saturations.counts == nodes.saturations.counts
 
 
 def _compare(net, chain, nodes, rng, scale):
@@ -264,11 +264,14 @@ def test_make_model_and_cli_take_a_graph(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", rng.normal(0, 1, (3, graph.n_outputs)))
     assert main(["golden", str(tmp_path / "g"), "--input", str(tmp_path / "x.npy"), "--target",
-                 str(tmp_path / "y.npy"), "--learn", "--fixed", "--out",
-                 str(tmp_path / "r.npz")]) == 0
+                 str(tmp_path / "y.npy"), "--learn", "--fixed", "--trace", "--batch-size", "2",
+                 "--out", str(tmp_path / "r.npz")]) == 0
     out = np.load(tmp_path / "r.npz")
     assert out["output"].shape == (3, graph.n_outputs)
     assert out["Wout"].shape == graph.params["Wout"].shape and "dWout" in out
+    steps = graph.pc.inference_steps + 1                 # a shorter last batch, too
+    assert out["trace_xflat"].shape == (3, steps, graph.nodes[graph.index["flat"]].size)
+    assert out["trace_epsout"].shape == (3, steps, graph.n_outputs)
 
 
 def test_train_and_eval_a_graph(tmp_path, capsys):

@@ -83,6 +83,7 @@ class GraphModel:
     def __init__(self, graph, arith):
         self.network = self.graph = graph
         self.arith = arith
+        arith.saturations.names = {i: n.name for i, n in enumerate(graph.nodes)}
         self.nodes = graph.nodes
         self.N = len(self.nodes)
         self.W, self.b = [None] * self.N, [None] * self.N
