@@ -4,7 +4,9 @@ For each model: float64 backprop, float64 PC, fixed-point inference of the float
 fixed-point PC learning (trained entirely in the bit-exact model, whose weights are committed),
 all from the same initialisation, sample order and learning rate. For digits also an
 accuracy-versus-width table (round-to-nearest vs stochastic weight updates, standard and
-fixed_prediction modes).
+fixed_prediction modes). The graph models (digits-cnn, digits-res) run in the golden model only
+(their circuits are future work); their backprop is float64 PC with the fixed prediction
+assumption, gamma = 1 and T = the longest path - 1, which equals it (docs/pc-math.md).
 
 Usage: python bench/train_models.py [--only NAME ...] [--no-sweep] [--jobs N]
 """
@@ -20,7 +22,8 @@ from pathlib import Path
 import pchw
 from pchw import Format, Formats, Network, PCSettings
 from pchw.datasets import load_dataset
-from pchw.golden import FixedModel
+from pchw.golden import make_model
+from pchw.graph import Graph
 from pchw.train import accuracy, train_backprop, train_pc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +43,26 @@ MODELS = {
                    pc=PCSettings(mode="fixed_prediction", inference_steps=1, inference_rate=1.0,
                                  learning_rate=2.0 ** -5),
                    formats=Formats(Format(16, 10), Format(16, 12)), lanes=[8, 2]),
+    # Graphs (docs/network-format.md, Graphs): fixed_prediction, gamma = 1, T = depth - 1.
+    "digits-cnn": dict(dataset="digits", epochs=30, graph=[
+        {"name": "image", "op": "input", "shape": [1, 8, 8]},
+        {"name": "conv", "op": "conv2d", "inputs": ["image"], "channels": 8, "kernel": 3,
+         "padding": 1, "activation": "relu"},
+        {"name": "pool", "op": "avgpool", "inputs": ["conv"], "kernel": 2},
+        {"name": "flat", "op": "flatten", "inputs": ["pool"]},
+        {"name": "out", "op": "dense", "inputs": ["flat"], "units": 10}],
+        pc=PCSettings(mode="fixed_prediction", inference_steps=3, inference_rate=1.0,
+                      learning_rate=2.0 ** -5),
+        formats=Formats(Format(16, 10), Format(16, 12))),
+    "digits-res": dict(dataset="digits", epochs=30, graph=[
+        {"name": "x", "op": "input", "shape": [64]},
+        {"name": "h1", "op": "dense", "inputs": ["x"], "units": 32, "activation": "relu"},
+        {"name": "h2", "op": "dense", "inputs": ["h1"], "units": 32, "activation": "relu"},
+        {"name": "skip", "op": "add", "inputs": ["h1", "h2"]},
+        {"name": "out", "op": "dense", "inputs": ["skip"], "units": 10}],
+        pc=PCSettings(mode="fixed_prediction", inference_steps=3, inference_rate=1.0,
+                      learning_rate=2.0 ** -5),
+        formats=Formats(Format(16, 10), Format(16, 12))),
 }
 
 
@@ -47,29 +70,34 @@ def initial_network(name, spec=None):
     """The untrained network of ``name`` (``spec`` default ``MODELS[name]``): the seed-0
     initialisation every training run starts from."""
     spec = spec or MODELS[name]
+    if "graph" in spec:
+        return Graph(spec["graph"], pc=spec["pc"], formats=spec["formats"], name=name,
+                     dataset=spec["dataset"], init_seed=INIT_SEED)
     return Network(spec["layers"], spec["activations"], pc=spec["pc"], formats=spec["formats"],
                    lanes=spec["lanes"], name=name, dataset=name, init_seed=INIT_SEED)
 
 
 def train_one(name):
     spec, network = MODELS[name], initial_network(name)
-    data = load_dataset(name)
+    data = load_dataset(spec.get("dataset", name))
     epochs = spec["epochs"]
     start = time.perf_counter()
     _, bp = train_backprop(network, data, epochs, seed=ORDER_SEED)
     float_model, float_pc = train_pc(network, data, epochs, fixed=False, seed=ORDER_SEED)
-    fixed_inference = accuracy(FixedModel(float_model.to_network()).predict, data.x_test,
-                               data.y_test)
+    fixed_inference = accuracy(make_model(float_model.to_network(), True).predict,
+                               data.x_test, data.y_test)
     fixed_model, fixed_pc = train_pc(network, data, epochs, fixed=True, seed=ORDER_SEED)
     trained = fixed_model.to_network()
     trained.save(ROOT / "models" / name)
-    result = {"name": name, "layers": list(network.layers), "epochs": epochs,
+    result = {"name": name, "epochs": epochs,
+              **({"nodes": [f"{n.name}: {n.op}" for n in network.nodes]}
+                 if isinstance(network, Graph) else {"layers": list(network.layers)}),
               "dataset": data.describe(),
               "backprop_float": bp[-1], "pc_float": float_pc[-1],
               "pc_float_weights_fixed_inference": fixed_inference,
               "pc_fixed_learning": fixed_pc[-1],
               "saturations": fixed_model.saturations.as_dict(),
-              "seconds": time.perf_counter() - start}
+              "seconds": time.perf_counter() - start, "date": str(date.today())}
     print(f"{name}: backprop {bp[-1]:.2%}, float PC {float_pc[-1]:.2%}, fixed inference "
           f"{fixed_inference:.2%}, fixed PC learning {fixed_pc[-1]:.2%} "
           f"({result['seconds']:.0f} s)", flush=True)
@@ -133,15 +161,26 @@ def write_readme(result, sweep=None, backprop_float=None):
     name = result["name"]
     network = pchw.load(ROOT / "models" / name)
     pc = network.pc
+    if isinstance(network, Graph):
+        what = [f"A graph ({len(network.nodes)} nodes, longest path {network.depth}, "
+                f"{network.parameter_count} parameters; `network.toml`, "
+                f"docs/network-format.md); {result['dataset']}:", "", "```",
+                *network.summary().splitlines()[4:4 + len(network.nodes)], "```", "",
+                "It runs in the golden model only (its circuits are future work: `pchw "
+                "verilog` and `pchw build` refuse it). Backprop here is float64 PC with the "
+                "fixed prediction assumption, gamma = 1 and T = the longest path - 1, which "
+                "equals it (docs/pc-math.md, Graphs)."]
+    else:
+        what = [f"{' -> '.join(map(str, network.layers))} network, activations "
+                f"{', '.join(str(a) for a in network.activations)}; {result['dataset']}."]
     lines = [
-        f"# {name}", "",
-        f"{' -> '.join(map(str, network.layers))} network, activations "
-        f"{', '.join(str(a) for a in network.activations)}; {result['dataset']}.", "",
+        f"# {name}", "", *what, "",
         f"PC: mode `{pc.mode}`, T = {pc.inference_steps}, gamma = 2^-{pc.gamma_shift}, "
         f"eta = 2^-{pc.eta_shift}, weight rounding `{pc.weight_rounding}`. Formats: values "
         f"`{network.formats.value}`, weights `{network.formats.weight}` (`docs/fixed-point.md`).",
         "",
-        f"Trained by `make models` (`bench/train_models.py`) on {date.today()}: "
+        f"Trained by `make models` (`bench/train_models.py`) on "
+        f"{result.get('date', date.today())}: "
         f"{result['epochs']} epochs of online (batch-1) learning, all runs from the same "
         f"initialisation (seed {INIT_SEED}), sample order and learning rate; test accuracy after "
         + ("the last epoch on the four points (XOR has no hold-out)." if name == "xor" else
@@ -190,8 +229,9 @@ def main():
     if args.readme_only:
         saved = json.loads((out / "models.json").read_text())
         for result in saved["models"]:
-            write_readme(result, saved["digits_width_sweep"] if result["name"] == "digits"
-                         else None, result["backprop_float"])
+            if not args.only or result["name"] in args.only:
+                write_readme(result, saved["digits_width_sweep"] if result["name"] == "digits"
+                             else None, result["backprop_float"])
         return
     names = args.only or list(MODELS)
     sweep_args = [(w, r, m) for m in ("fixed_prediction", "standard")
@@ -203,9 +243,18 @@ def main():
         if "digits" in names and not args.no_sweep:
             print("digits width sweep:", flush=True)
             sweep = pool.map(sweep_point, sweep_args)
+    # Keep what this run did not redo (--only): the other models' results and the sweep.
+    saved = json.loads((out / "models.json").read_text()) if (out / "models.json").is_file() \
+        else {"models": [], "digits_width_sweep": None}
+    if sweep is None:
+        sweep = saved.get("digits_width_sweep")
+    fresh = {r["name"] for r in results}
+    results = [r for r in saved["models"] if r["name"] not in fresh] + results
+    results.sort(key=lambda r: list(MODELS).index(r["name"]))
     for result in results:
-        write_readme(result, sweep if result["name"] == "digits" else None,
-                     result["backprop_float"])
+        if result["name"] in fresh:
+            write_readme(result, sweep if result["name"] == "digits" else None,
+                         result["backprop_float"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "models.json").write_text(json.dumps(
         {"date": str(date.today()), "machine": platform.machine(), "models": results,
