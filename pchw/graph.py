@@ -124,6 +124,11 @@ class Graph:
         self.name, self.dataset = name, dataset
         self._specs = [dict(n) for n in nodes] if isinstance(nodes, (list, tuple)) else nodes
         default = formats if formats is not None else Formats()
+        if not isinstance(default, Formats):
+            _fail(source, "formats must be a Formats")
+        if default.value_overrides or default.weight_overrides:
+            _fail(source, "a graph's per-node formats are its nodes' value and weight keys, not "
+                          "Formats overrides")
         self.nodes, node_formats = self._check_nodes(self._specs, default)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
         self.formats = Formats(default.value, default.weight,

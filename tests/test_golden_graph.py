@@ -292,3 +292,77 @@ def test_train_and_eval_a_graph(tmp_path, capsys):
     assert "backprop float64" in out and "PC fixed_prediction (fixed-point)" in out
     assert main(["eval", str(tmp_path / "trained"), "--fixed"]) == 0
     assert "fixed-point inference: train accuracy" in capsys.readouterr().out
+
+
+def test_pools_flatten_and_add_narrow_once():
+    """The fixed-point pools, flatten and add and their messages, against loops with Python
+    integers (docs/fixed-point.md, Graphs), with formats that make every shift direction."""
+    q = {"value": {"width": 10, "frac": 4}}
+    specs = [{"name": "x", "op": "input", "shape": [2, 5, 5]},
+             {"name": "m0", "op": "maxpool", "inputs": ["x"], "kernel": 1,
+              "value": {"width": 12, "frac": 6}},
+             {"name": "p1", "op": "maxpool", "inputs": ["m0"], "kernel": 2, "stride": 1, **q},
+             {"name": "a1", "op": "avgpool", "inputs": ["p1"], "kernel": 2,
+              "value": {"width": 12, "frac": 7}},
+             {"name": "flat", "op": "flatten", "inputs": ["a1"],
+              "value": {"width": 9, "frac": 5}},
+             {"name": "d", "op": "dense", "inputs": ["flat"], "units": 8},
+             {"name": "sum", "op": "add", "inputs": ["flat", "d"],
+              "value": {"width": 11, "frac": 3}},
+             {"name": "out", "op": "dense", "inputs": ["sum"], "units": 3}]
+    graph = Graph(specs, init_seed=2)
+    model = FixedGraphModel(graph)
+    v = [graph.value_format(i) for i in range(len(specs))]
+    rng = np.random.default_rng(3)
+
+    def rq(acc, s, fmt):
+        acc = int(acc)
+        r = (acc + (1 << (s - 1))) >> s if s > 0 else acc << -s
+        return min(max(r, fmt.min), fmt.max)
+
+    def raw(i, shape):
+        return rng.integers(v[i].min, v[i].max + 1, (1, *shape))
+    phi = [None, raw(1, (2, 5, 5)), raw(2, (2, 4, 4)), raw(3, (2, 2, 2)), raw(4, (8,)),
+           raw(5, (8,))]
+    # maxpool 2x2, stride 1: mu, and the message to the first largest of each window
+    mu = model._mu(2, phi)
+    eps = raw(2, (2, 4, 4))
+    [(p, msg)] = model._messages(2, eps, phi)
+    acc = np.zeros((2, 5, 5), dtype=object)
+    for c in range(2):
+        for i in range(4):
+            for j in range(4):
+                window = [(phi[1][0, c, i + u, j + w], u, w) for u in range(2) for w in range(2)]
+                best = max(window, key=lambda t: t[0])     # max keeps the first on a tie
+                assert mu[0, c, i, j] == rq(best[0], v[1].frac - v[2].frac, v[2])
+                acc[c, i + best[1], j + best[2]] += int(eps[0, c, i, j])
+    assert p == 1 and msg[0].tolist() == [[[rq(a, v[2].frac - v[1].frac, v[1]) for a in row]
+                                           for row in ch] for ch in acc]
+    # avgpool 2x2, stride 2: 1/4 is a shift of 2
+    mu = model._mu(3, phi)
+    eps = raw(3, (2, 2, 2))
+    [(_, msg)] = model._messages(3, eps, phi)
+    for c in range(2):
+        for i in range(2):
+            for j in range(2):
+                total = sum(int(phi[2][0, c, 2 * i + u, 2 * j + w]) for u in range(2)
+                            for w in range(2))
+                assert mu[0, c, i, j] == rq(total, 2 + v[2].frac - v[3].frac, v[3])
+                for u in range(2):
+                    for w in range(2):
+                        assert msg[0, c, 2 * i + u, 2 * j + w] == rq(
+                            eps[0, c, i, j], 2 + v[3].frac - v[2].frac, v[2])
+    # flatten, and add with two parents of other formats
+    assert model._mu(4, phi)[0].tolist() == [rq(a, v[3].frac - v[4].frac, v[4])
+                                             for a in phi[3].reshape(-1)]
+    F = max(v[4].frac, v[5].frac)
+    assert model._mu(6, phi)[0].tolist() == [
+        rq((int(a) << (F - v[4].frac)) + (int(b) << (F - v[5].frac)), F - v[6].frac, v[6])
+        for a, b in zip(phi[4][0], phi[5][0])]
+    eps = raw(6, (8,))
+    sent = dict(model._messages(6, eps, phi))
+    for p in (4, 5):
+        assert sent[p][0].tolist() == [rq(e, v[6].frac - v[p].frac, v[p]) for e in eps[0]]
+    # node flat has two children (d and sum): their messages add, then saturate
+    a, b = np.array([[v[4].max, -3]]), np.array([[5, v[4].min + 1]])
+    assert model.arith.message_sum(4, [a, b]).tolist() == [[v[4].max, v[4].min]]

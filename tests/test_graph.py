@@ -201,3 +201,11 @@ def test_documented_example_loads(tmp_path):
         ("image", (1, 8, 8)), ("conv", (4, 8, 8)), ("pool", (4, 4, 4)), ("flat", (64,)),
         ("hidden", (64,)), ("skip", (64,)), ("out", (10,))]
     assert g.depth == 6 and g.pc.inference_steps == g.depth - 1
+
+
+def test_graph_formats_are_per_node():
+    with pytest.raises(PchwError, match="a graph's per-node formats are its nodes' value and "
+                                        "weight keys"):
+        Graph([{"name": "x", "op": "input", "shape": [2]},
+               {"name": "y", "op": "dense", "inputs": ["x"], "units": 1}],
+              formats=pchw.Formats(pchw.Format(8, 4), pchw.Format(8, 4), {1: pchw.Format(6, 3)}))
