@@ -44,3 +44,39 @@ def test_leading_activation_is_f0_and_missing_bias_is_zero():
 def test_unsupported_models_are_refused(seq, message):
     with pytest.raises(PchwError, match=message):
         pchw.from_torch(seq())
+
+
+def test_sequential_cnn_becomes_a_graph():
+    from pchw.golden.graph import FloatGraphModel
+    from pchw.graph import Graph
+    torch.manual_seed(1)
+    seq = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 3, (2, 2), stride=2), nn.ReLU(), nn.AvgPool2d(1),
+                        nn.Flatten(), nn.Linear(3, 5), nn.Sigmoid(), nn.Linear(5, 2))
+    graph = pchw.from_torch(seq, input_shape=(2, 6, 6))
+    assert isinstance(graph, Graph)
+    assert [(n.op, n.activation.name) for n in graph.nodes] == [
+        ("input", "identity"), ("conv2d", "tanh"), ("maxpool", "identity"),
+        ("conv2d", "relu"), ("avgpool", "identity"), ("flatten", "identity"),
+        ("dense", "sigmoid"), ("dense", "identity")]
+    x = np.random.default_rng(0).normal(size=(4, 2, 6, 6))
+    with torch.no_grad():
+        expected = seq.double()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(FloatGraphModel(graph).infer(x.reshape(4, -1)), expected,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("seq, message", [
+    (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2)),
+     r"needs input_shape=\(C, H, W\)"),
+    (lambda: nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.Flatten(), nn.Linear(2, 2)),
+     r"torch module \[0\]: Conv2d with groups or dilation is not supported"),
+    (lambda: nn.Sequential(nn.MaxPool2d(2, padding=1), nn.Flatten(), nn.Linear(2, 2)),
+     r"torch module \[0\]: MaxPool2d with padding or ceil_mode is not supported"),
+    (lambda: nn.Sequential(nn.Conv2d(2, 2, 1, stride=(1, 2)), nn.Flatten(), nn.Linear(2, 2)),
+     r"torch module \[0\]: stride \(1, 2\): pchw takes one value for both axes"),
+])
+def test_unsupported_cnn_is_refused(seq, message):
+    shape = None if "input_shape" in message else (2, 4, 4)
+    with pytest.raises(PchwError, match=message):
+        pchw.from_torch(seq(), input_shape=shape)
