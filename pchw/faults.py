@@ -46,8 +46,9 @@ UPSET_TAG = 0
 #: The seed is a field of the hash: 24 bits.
 MAX_SEED = (1 << 24) - 1
 #: ``--faults`` of the commands that build or serve a circuit.
-BUILD_OPTION_HELP = ("a fault-injection build: the FAULT command sets dead units at run time "
-                     "(docs/faults.md, Device.set_dead); a normal build has none of its logic")
+BUILD_OPTION_HELP = ("a fault-injection build: the FAULT command sets dead units, stuck weights "
+                     "and upsets at run time (docs/faults.md, Device.set_faults); a normal build "
+                     "has none of its logic")
 
 
 def _fail(where, message):
@@ -257,6 +258,7 @@ class Faults:
     stuck_mask: list
     stuck_value: list
     commands: int = field(default=0)    # LEARN commands so far (keys the upsets)
+    last_upsets: int = field(default=0)  # bits the last LEARN command's upsets flipped
 
     @property
     def any_dead(self):
@@ -274,12 +276,12 @@ class FaultyArith:
     def __init__(self, base, faults, fixed):
         self.base, self.faults, self.fixed = base, faults, fixed
         net = base.network
-        self._stuck = []
+        self.stuck = []
         for l in range(1, len(faults.layers)):
             value = faults.stuck_value[l - 1]
             if fixed:
                 value = net.weight_format(l).quantise(value)
-            self._stuck.append(value)
+            self.stuck.append(value)
 
     def __getattr__(self, name):
         return getattr(self.base, name)
@@ -291,7 +293,7 @@ class FaultyArith:
     def hold(self, l, w):
         """``W_l`` with its stuck weights at their stuck values."""
         mask = self.faults.stuck_mask[l - 1]
-        return np.where(mask, self._stuck[l - 1], w).astype(w.dtype, copy=False) \
+        return np.where(mask, self.stuck[l - 1], w).astype(w.dtype, copy=False) \
             if mask.any() else w
 
     def params(self):
@@ -397,8 +399,8 @@ def learn_command(model, x, y, learn=True):
     """One LEARN command slot on a damaged model: the PC learning step (unless ``learn`` is
     False: on-chip learning off, time passes), then the command's upsets."""
     result = model.learn(x, y) if learn else None
-    if model.faults.spec.upset_rate:
-        apply_upsets(model, model.faults.commands)
+    model.faults.last_upsets = apply_upsets(model, model.faults.commands) \
+        if model.faults.spec.upset_rate else 0
     model.faults.commands += 1
     return result
 
@@ -455,7 +457,7 @@ def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epo
     ``accuracy_reference_scratch`` (a network of the surviving size trained from scratch with
     the same PC settings in fixed point for ``reference_epochs``, default ``max(30, epochs)``)
     and ``accuracy_reference_backprop`` (float64 backprop fine-tuning of the damaged network,
-    same faults, order and learning rate, for ``epochs``), each with its curve.
+    same faults but the upsets, order and learning rate, for ``epochs``), each with its curve.
     """
     from .golden import FixedModel
     from .train import train_pc
@@ -476,9 +478,11 @@ def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epo
     say(f"  reference: {'-'.join(map(str, scratch_net.layers))} from scratch, {ref_epochs} "
         f"epochs of PC in fixed point: {scratch_history[-1]:.2%}")
 
-    # float backprop fine-tuning of the damaged network (same faults, masks in the backward pass)
+    # float backprop fine-tuning of the damaged network (same faults, masks in the backward
+    # pass; no upsets: they flip bits of the fixed-point weight memory)
     from .golden import FloatModel
-    float_model = damage(FloatModel(network), spec.resolve(network))
+    float_model = damage(FloatModel(network),
+                         FaultSpec(spec.dead, spec.stuck, 0.0, spec.seed).resolve(network))
     arith = float_model.arith
     weights = [w.copy() for w in float_model.W]
     biases = [b.copy() for b in float_model.b]
@@ -512,23 +516,26 @@ def recovery(network, data, spec, *, epochs=2, points_per_epoch=4, reference_epo
 
 def on_chip_segment(network, data, spec, count, *, simulator="verilator", seed=0):
     """The first ``count`` LEARN commands of :func:`recovery` (same order) on the simulated
-    circuit of a fault-injection build: IDENTIFY, FAULT with ``spec``'s dead units, the LEARN
-    commands, READ_PARAMS of every layer, each reply compared byte for byte with the golden
-    device model (:mod:`pchw.sim.network_tb`). Dead units only: the circuit does not inject
-    stuck-at weights or upsets yet. Returns the testbench's summary (``mismatches`` 0, or
-    :class:`~pchw.sim.runner.SimulationFailed` is raised)."""
+    circuit of a fault-injection build: IDENTIFY, the FAULT commands of ``spec``
+    (:func:`pchw.protocol.fault_commands`: dead units, upsets, stuck weights), the LEARN
+    commands, READ_PARAMS of every layer, each reply compared byte for byte (and each latency
+    cycle for cycle) with the golden device model (:mod:`pchw.sim.network_tb`), whose state
+    after the FAULT commands is the damaged golden model's (:func:`damage`). Returns the
+    testbench's summary (``mismatches`` 0, or :class:`~pchw.sim.runner.SimulationFailed` is
+    raised) with the ``upsets`` the commands flipped."""
     from . import protocol
     from .sim.network import run
-    if spec.stuck or spec.upset_rate:
-        raise PchwError("the circuit injects dead units only (no stuck-at weights or upsets)")
     faults = spec.resolve(network)
     f0, fL = network.value_format(0), network.value_format(network.L)
     targets = data.one_hot(data.y_train)
     order = np.concatenate(_orders(len(data.x_train), -(-count // len(data.x_train)), seed))
-    commands = [protocol.identify_command(), protocol.fault_command(network, faults.dead)]
+    setup = protocol.fault_commands(network, faults)
+    commands = [protocol.identify_command()] + setup
     commands += [protocol.learn_command(network, f0.quantise(data.x_train[i]),
                                         fL.quantise(targets[i])) for i in order[:count]]
     commands += [protocol.read_params_command(l) for l in range(1, network.L + 1)]
+    upsets = sum(len(upset_positions(spec, k, parameter_bits(network))) for k in range(count)) \
+        if spec.upset_rate else 0
     with tempfile.NamedTemporaryFile("w", prefix="pchw-faults-", suffix=".log",
                                      delete=False) as log:
         pass
@@ -538,8 +545,8 @@ def on_chip_segment(network, data, spec, count, *, simulator="verilator", seed=0
         error.args = (f"{error.args[0] if error.args else error} (simulator log: {log.name})",)
         raise
     Path(log.name).unlink()
-    return {"simulator": simulator, "learn_commands": int(count),
-            "replies": summary["replies"], "mismatches": summary["mismatches"],
+    return {"simulator": simulator, "fault_commands": len(setup), "learn_commands": int(count),
+            "upsets": upsets, "replies": summary["replies"], "mismatches": summary["mismatches"],
             "simulated_cycles": summary["simulated_cycles"],
             "seconds": round(summary["seconds"], 1)}
 

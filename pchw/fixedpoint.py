@@ -227,11 +227,20 @@ _WIDTH = dict(SRHASH_FIELDS)
 SRHASH_ROTATIONS = (8, 3)
 
 
-def srhash_round_keys(seed, layer):
-    """The 8 round keys (Python ints): the round constants xor ``seed << 8 | layer``."""
-    key = ((int(seed) & ((1 << _WIDTH["seed"]) - 1)) << _WIDTH["layer"]) | \
-        (int(layer) & ((1 << _WIDTH["layer"]) - 1))
-    return tuple(constant ^ key for constant in _ROUND_CONSTANTS)
+def _concat_int(fields):
+    out, offset = 0, 0
+    for value, width in fields:
+        out |= (int(value) & ((1 << width) - 1)) << offset
+        offset += width
+    return out
+
+
+def srhash_round_keys(seed, layer, concat=_concat_int, const=lambda v: v):
+    """The 8 round keys: the round constants xor ``seed << 8 | layer``. Python ints by default;
+    a circuit with a run-time seed passes its ``concat`` (as :func:`srhash_words`) and ``const``
+    (a 32-bit constant of an int)."""
+    key = concat([(layer, _WIDTH["layer"]), (seed, _WIDTH["seed"])])
+    return tuple(const(constant) ^ key for constant in _ROUND_CONSTANTS)
 
 
 def srhash_words(step, row, col, concat):

@@ -42,10 +42,11 @@ class Transport:
 
 class GoldenTransport(Transport):
     """The golden device model (:class:`pchw.protocol.DeviceModel`) as a device: what the
-    hardware must answer, instantly. For trying the host side without a board or a simulator."""
+    hardware must answer, instantly. For trying the host side without a board or a simulator.
+    ``faults``, ``dataset``: of a fault-injection build, of a build with a dataset memory."""
 
-    def __init__(self, network, dataset=0):
-        self.device = protocol.DeviceModel(network, dataset=dataset)
+    def __init__(self, network, dataset=0, faults=False):
+        self.device = protocol.DeviceModel(network, faults=faults, dataset=dataset)
         self._received = bytearray()
 
     def write(self, data):
@@ -267,7 +268,8 @@ class Device:
     def resync(self):
         """Complete any partial frame with zero bytes and drop what comes back: a partial frame
         gets exactly one error reply, and zeros outside a frame are ignored."""
-        self.transport.write(bytes(protocol.max_payload(self.network) + protocol.HEADER_SIZE
+        self.transport.write(bytes(protocol.max_payload(self.network, faults=True)
+                                   + protocol.HEADER_SIZE
                                    + protocol.CRC_SIZE))
         while self.transport.read(1, self.timeout / 4):
             pass
@@ -342,10 +344,26 @@ class Device:
     def set_dead(self, dead):
         """Fault injection (a build with it, ``pchw build --faults``; ``docs/faults.md``): the
         dead units of every layer, ``dead[l]`` the indices (or a boolean mask) of layer ``l``'s,
-        l = 0..L; empty lists revive every unit."""
+        l = 0..L; empty lists revive every unit. No upsets (the network-wide FAULT sets both);
+        stuck weights stay as they are."""
+        self._fault(protocol.fault_command(self.network, dead, tag=self._next_tag()))
+
+    def set_faults(self, faults):
+        """Fault injection: every fault of ``faults`` (a :class:`pchw.faults.FaultSpec`, resolved
+        on the network, or a resolved :class:`pchw.faults.Faults`): the dead units, the upsets
+        (their LEARN count restarts) and the stuck weights of every layer, which take their
+        stuck values (:func:`pchw.protocol.fault_commands`). The device then runs as
+        :func:`pchw.faults.damage` of its golden model."""
+        from .faults import FaultSpec
+        if isinstance(faults, FaultSpec):
+            faults = faults.resolve(self.network)
+        tags = iter(self._next_tag, None)
+        for command in protocol.fault_commands(self.network, faults, tags):
+            self._fault(command)
+
+    def _fault(self, command):
         try:
-            self._exchange(Opcode.FAULT, protocol.fault_command(self.network, dead,
-                                                                tag=self._next_tag()))
+            self._exchange(Opcode.FAULT, command)
         except PchwError as error:
             if "ERR_OPCODE" in str(error):
                 raise PchwError("the device has no fault injection: build it with --faults "

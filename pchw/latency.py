@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 __all__ = ["input_stride", "class_stride", "candidate_cycles", "dataset_sample_cycles",
            "row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
-           "core_learn_cycles", "macs_per_sample", "mac_utilisation", "command_latency",
+           "core_learn_cycles", "macs_per_sample", "mac_utilisation", "division_bits",
+           "upset_cycles", "command_latency",
            "HostLink", "throughput", "DEFAULT_BAUD", "MAX_BAUD"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
@@ -157,12 +158,45 @@ def dataset_sample_cycles(network, learn):
     return infer + COUNT_UPDATE
 
 
-def command_latency(network, opcode, layer=None, *, samples=None, epochs=1):
+# Upsets (fault-injection builds, ``pchw.gateware.upsets.UpsetInjector``): after a LEARN
+# command's core run, one cycle decides the number of flips (the hash h(k, 0)), each flip takes
+# two hash cycles (h(k, 2j+1), h(k, 2j+2)), the 64-bit position modulo B bit by bit, three
+# divisions of division_bits cycles each with a cycle before each (the layer and word, the row
+# and column, the lane and row group), and the parameter port's read-modify-write (2); then one
+# cycle counts the command. The network top waits one cycle more to see it idle.
+UPSET_DECIDE = 1
+UPSET_HASHES = 2
+UPSET_POSITION_BITS = 64
+UPSET_DIVISIONS = 3
+UPSET_READ_MODIFY_WRITE = 2
+UPSET_COUNT = 1
+
+
+def division_bits(network):
+    """Iterations of the upset injector's divisions: the bits of ``B - 1``, ``B`` the bits of
+    all parameters (:func:`pchw.faults.parameter_bits`), which bounds every dividend."""
+    from .faults import parameter_bits
+    return max(1, (parameter_bits(network) - 1).bit_length())
+
+
+def upset_cycles(network, flips):
+    """Cycles a fault-injection build spends on a LEARN command's upsets (``flips`` bits)."""
+    per_flip = (UPSET_HASHES + UPSET_POSITION_BITS
+                + UPSET_DIVISIONS * (1 + division_bits(network)) + UPSET_READ_MODIFY_WRITE)
+    return UPSET_DECIDE + flips * per_flip + UPSET_COUNT + CORE_DONE
+
+
+def command_latency(network, opcode, layer=None, upsets=None, *, samples=None, epochs=1):
     """Reply latency of a well-formed command (``opcode`` a :class:`pchw.protocol.Opcode`).
 
     Errors, IDENTIFY and READ_PARAMS reply after :data:`REPLY_OVERHEAD` cycles; INFER, LEARN,
     WRITE_PARAMS and FAULT first load their payload (one byte per cycle; INFER and LEARN then
-    run the core). The dataset commands (OK replies) depend on ``samples``: LOAD_DATA's count,
+    run the core). ``layer``: the first payload byte of WRITE_PARAMS and FAULT (a stuck-weights
+    FAULT loads its value, then its codes). ``upsets``: in a fault-injection build, the bits
+    the LEARN command's upsets flip (:attr:`pchw.protocol.DeviceModel.last_upsets`); None: a
+    normal build.
+
+    The dataset commands (OK replies) depend on ``samples``: LOAD_DATA's count,
     TRAIN's and EVAL's ``count`` (TRAIN also on ``epochs``): the fields are read, checked, and
 
     - LOAD_DATA reads every label (a cycle each), checks, then stores the samples a byte a
@@ -173,7 +207,8 @@ def command_latency(network, opcode, layer=None, *, samples=None, epochs=1):
       ``epochs x count x`` (a LEARN's core cycles + the sample's loads) + the order;
     - EVAL clears its confusion counts (``n_L x class_stride`` cycles), then runs the samples.
     """
-    from .protocol import DATASET_OPCODES, Opcode, payload_length, sample_bytes, value_bytes
+    from .protocol import (DATASET_OPCODES, FAULT_NETWORK, Opcode, payload_length,
+                           sample_bytes, value_bytes)
     opcode = Opcode(opcode)
     if opcode in DATASET_OPCODES:
         from .order import order_bits
@@ -197,11 +232,18 @@ def command_latency(network, opcode, layer=None, *, samples=None, epochs=1):
     if opcode is Opcode.LEARN:
         return (REPLY_OVERHEAD + _load(inputs) + AFTER_LOAD + core_infer_cycles(network)
                 + CORE_DONE + _load(targets) + AFTER_LOAD + core_learn_cycles(network)
-                + CORE_DONE + OUTPUT_SETUP)
+                + CORE_DONE + OUTPUT_SETUP
+                + (upset_cycles(network, upsets) if upsets is not None else 0))
+    if opcode is Opcode.FAULT and layer not in (None, FAULT_NETWORK):
+        # the stuck value, then a code per weight
+        value = value_bytes(network.weight_format(layer))
+        return (REPLY_OVERHEAD + _load(value) + AFTER_LOAD
+                + _load(payload_length(network, opcode, layer) - 1 - value) + AFTER_LOAD)
     if opcode in (Opcode.WRITE_PARAMS, Opcode.FAULT):   # the payload loads; no core runs
-        # WRITE_PARAMS' first byte, the layer, is decoded before the load, not loaded.
-        loaded = payload_length(network, opcode, layer) - (opcode is Opcode.WRITE_PARAMS)
-        return REPLY_OVERHEAD + _load(loaded) + AFTER_LOAD
+        # the first byte, the layer (FAULT's target), is decoded before the load, not loaded.
+        if opcode is Opcode.FAULT:
+            layer = FAULT_NETWORK
+        return REPLY_OVERHEAD + _load(payload_length(network, opcode, layer) - 1) + AFTER_LOAD
     return REPLY_OVERHEAD
 
 

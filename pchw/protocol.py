@@ -32,8 +32,9 @@ __all__ = [
     "Opcode", "Status", "FrameCheck",
     "crc8_step", "crc8", "value_bytes", "encode_values", "decode_values",
     "command_frame", "reply_frame", "frame_size", "frame_tag", "parse_command", "parse_reply",
-    "network_id", "payload_length", "max_payload", "fault_mask_bytes", "fault_command",
-    "decode_fault_masks", "MAX_DATASET", "sample_bytes", "load_chunk", "load_data_command",
+    "network_id", "payload_length", "max_payload", "FAULT_NETWORK", "StuckCode",
+    "fault_mask_bytes", "fault_command", "stuck_command", "fault_commands", "decode_fault_masks",
+    "upset_fields", "decode_upsets", "MAX_UPSETS", "MAX_DATASET", "sample_bytes", "load_chunk", "load_data_command",
     "train_command", "eval_command", "decode_eval", "eval_reply_length", "DATASET_OPCODES",
     "identify_command", "infer_command", "learn_command", "read_params_command",
     "write_params_command", "check_reply", "identify_payload", "decode_identify", "decode_outputs",
@@ -79,7 +80,8 @@ class Opcode(enum.IntEnum):
     LEARN = 0x03            # n_0 input values, then n_L target values
     READ_PARAMS = 0x04      # 1 byte: layer l in 1..L
     WRITE_PARAMS = 0x05     # 1 byte layer l, W_l row-major (n_l * n_{l-1} values), b_l (n_l)
-    FAULT = 0x06            # dead-unit masks of layers 0..L (fault-injection builds only)
+    FAULT = 0x06            # fault-injection builds only: 1 byte target, then dead units and
+                            # upsets (target 0) or the stuck weights of W_l (target l in 1..L)
     LOAD_DATA = 0x07        # first index, count, then count samples (dataset builds only)
     TRAIN = 0x08            # seed, first epoch, epochs, start, count (dataset builds only)
     EVAL = 0x09             # start, count (dataset builds only)
@@ -273,9 +275,10 @@ def _param_bytes(network, l):
 def payload_length(network, opcode, layer=None, samples=1):
     """The payload length ``opcode`` needs on ``network``.
 
-    For WRITE_PARAMS it depends on ``layer`` (the payload's first byte): None if ``layer`` is
-    None or outside 1..L, in which case any length >= 1 passes the length check and the reply
-    is ERR_ARGUMENT. For LOAD_DATA it depends on the sample count in its third byte,
+    For WRITE_PARAMS and FAULT it depends on ``layer`` (the payload's first byte; FAULT's target
+    :data:`FAULT_NETWORK` or a layer): None if ``layer`` is None or outside 1..L (0..L for
+    FAULT), in which case any length >= 1 passes the length check and the reply is
+    ERR_ARGUMENT. For LOAD_DATA it depends on the sample count in its third byte,
     ``samples``: :data:`LOAD_HEADER` ``+ samples *`` :func:`sample_bytes`.
     """
     opcode = Opcode(opcode)
@@ -290,8 +293,8 @@ def payload_length(network, opcode, layer=None, samples=1):
         return inputs + outputs
     if opcode is Opcode.READ_PARAMS:
         return 1
-    if opcode is Opcode.FAULT:
-        return sum(fault_mask_bytes(network))
+    if opcode is Opcode.FAULT and layer == FAULT_NETWORK:
+        return 1 + sum(fault_mask_bytes(network)) + UPSET_BYTES
     if opcode is Opcode.LOAD_DATA:
         return LOAD_HEADER + samples * sample_bytes(network)
     if opcode is Opcode.TRAIN:
@@ -300,6 +303,8 @@ def payload_length(network, opcode, layer=None, samples=1):
         return 2 * FIELD_SIZE
     if layer is None or not 1 <= layer <= L:
         return None
+    if opcode is Opcode.FAULT:
+        return 1 + value_bytes(network.weight_format(layer)) + n[layer] * n[layer - 1]
     return 1 + _param_bytes(network, layer)
 
 
@@ -385,16 +390,51 @@ def decode_eval(network, payload):
     return int(counts[0]), counts[1:].reshape(n, n)
 
 
+#: FAULT's target byte for the network-wide faults (dead units, upsets); 1..L: stuck weights.
+FAULT_NETWORK = 0
+#: The upset fields of a network-wide FAULT: flips (2 bytes), threshold (4), seed (3).
+UPSET_BYTES = 9
+#: The most upsets per LEARN command a FAULT can set (its 2-byte count, plus the fraction).
+MAX_UPSETS = 0xFFFF
+
+
+class StuckCode(enum.IntFlag):
+    """A weight's byte in a stuck-weights FAULT (bits 2..7 are ignored)."""
+    FREE = 0        # learning and upsets change it
+    STUCK = 1       # held at its value: learning and upsets never change it
+    SET = 2         # it takes the command's value first (STUCK | SET: stuck at that value)
+
+
 def fault_mask_bytes(network):
     """Bytes of each layer's dead-unit mask in a FAULT payload: ``ceil(n_l / 8)``, l = 0..L."""
     return [-(-n // 8) for n in network.layers]
 
 
-def fault_command(network, dead, tag=NO_TAG):
-    """FAULT: the dead units of every layer (``dead[l]``: booleans or indices of layer ``l``'s
-    units, l = 0..L; all-False / empty revives them all). Layer by layer, bit ``i % 8`` of byte
-    ``i // 8`` of layer ``l``'s mask is unit ``i``; the padding bits are ignored."""
-    payload = bytearray()
+def upset_fields(rate):
+    """``(flips, threshold)`` of an upset rate (``docs/faults.md``): LEARN command ``k`` flips
+    ``flips`` bits, plus one when ``h(k, 0) < threshold``; the same decisions as the golden
+    model's ``h(k, 0) / 2**32 < rate - floor(rate)`` for every 32-bit ``h``."""
+    import math
+    if not 0 <= rate < MAX_UPSETS + 1:
+        raise PchwError(f"FAULT: an upset rate of {rate!r} is outside 0 .. {MAX_UPSETS + 1} "
+                        "(exclusive) flips per LEARN command")
+    flips = int(rate)
+    threshold = math.ceil((rate - flips) * 2.0 ** 32)
+    if threshold == 1 << 32:        # every h(k, 0) is below it: one more flip, always
+        flips, threshold = flips + 1, 0
+    if flips > MAX_UPSETS:
+        raise PchwError(f"FAULT: an upset rate of {rate!r} needs more than {MAX_UPSETS} flips")
+    return flips, threshold
+
+
+def fault_command(network, dead, upset_rate=0.0, seed=0, tag=NO_TAG):
+    """FAULT of the network-wide faults: target :data:`FAULT_NETWORK`, then the dead units of
+    every layer (``dead[l]``: booleans or indices of layer ``l``'s units, l = 0..L; all-False /
+    empty revives them all; layer by layer, bit ``i % 8`` of byte ``i // 8`` of layer ``l``'s
+    mask is unit ``i``; the padding bits are ignored), then the upsets (:func:`upset_fields` of
+    ``upset_rate``, ``seed``): flips (2 bytes), threshold (4), seed (3), little-endian. It also
+    restarts the LEARN count that keys the upsets."""
+    payload = bytearray([FAULT_NETWORK])
     if len(dead) != network.L + 1:
         raise PchwError(f"FAULT needs a mask for each of the {network.L + 1} layers, got "
                         f"{len(dead)}")
@@ -410,11 +450,59 @@ def fault_command(network, dead, tag=NO_TAG):
                 raise PchwError(f"FAULT: layer {l} has units 0..{n - 1}")
             mask[units.astype(int)] = True
         payload += np.packbits(mask, bitorder="little").tobytes()
+    from .faults import MAX_SEED
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed <= MAX_SEED:
+        raise PchwError(f"FAULT: seed {seed!r} is outside 0..{MAX_SEED}")
+    flips, threshold = upset_fields(upset_rate)
+    payload += flips.to_bytes(2, "little") + threshold.to_bytes(4, "little") + \
+        int(seed).to_bytes(3, "little")
     return command_frame(Opcode.FAULT, bytes(payload), tag)
 
 
+def stuck_command(network, layer, codes, value=0, tag=NO_TAG):
+    """FAULT of the stuck weights of ``W_layer``: target ``layer``, the stuck value (raw, in the
+    weight format, as in WRITE_PARAMS), then one :class:`StuckCode` per weight, row-major
+    (``codes``: ``n_l x n_{l-1}``). Replaces the layer's stuck set: a weight with ``STUCK`` is
+    held, ``SET`` first writes ``value`` into it (the host's write, as WRITE_PARAMS: a stuck
+    weight takes what the host writes and holds it)."""
+    layer = _check_layer(network, layer)
+    shape = (network.layers[layer], network.layers[layer - 1])
+    codes = np.asarray(codes)
+    if codes.shape != shape or codes.size and (codes.min() < 0 or codes.max() > 3):
+        raise PchwError(f"FAULT: the stuck codes of W_{layer} must be {shape[0]} x {shape[1]} "
+                        "values in 0..3")
+    fmt = network.weight_format(layer)
+    payload = bytes([layer]) + encode_values(np.array([value]), fmt) + \
+        codes.astype(np.uint8).tobytes()
+    return command_frame(Opcode.FAULT, payload, tag)
+
+
+def fault_commands(network, faults, tags=None):
+    """The FAULT commands that put the resolved ``faults`` (:class:`pchw.faults.Faults`) on a
+    device: the network-wide one (dead units, upsets), then one per weight layer (its stuck
+    weights, one command per distinct stuck value, each keeping the ones before stuck).
+    ``tags``: an iterator of tags (default :data:`NO_TAG`)."""
+    def tag():
+        return next(tags) if tags is not None else NO_TAG
+    commands = [fault_command(network, faults.dead, faults.spec.upset_rate, faults.spec.seed,
+                              tag=tag())]
+    for l in range(1, network.L + 1):
+        mask = faults.stuck_mask[l - 1]
+        raw = network.weight_format(l).quantise(faults.stuck_value[l - 1])
+        codes = np.zeros(mask.shape, dtype=np.uint8)
+        values = np.unique(raw[mask]) if mask.any() else [0]
+        for v in values:
+            now = mask & (raw == v)
+            codes[now] = StuckCode.STUCK | StuckCode.SET
+            commands.append(stuck_command(network, l, codes, int(v), tag=tag()))
+            codes[now] = StuckCode.STUCK
+    return commands
+
+
 def decode_fault_masks(network, payload):
-    """The dead-unit masks (one boolean array per layer 0..L) of a FAULT payload."""
+    """The dead-unit masks (one boolean array per layer 0..L) of a network-wide FAULT payload
+    (after its target byte)."""
     masks, offset = [], 0
     for n, size in zip(network.layers, fault_mask_bytes(network)):
         bits = np.unpackbits(np.frombuffer(bytes(payload[offset:offset + size]), np.uint8),
@@ -424,8 +512,17 @@ def decode_fault_masks(network, payload):
     return masks
 
 
-def max_payload(network):
-    """The largest valid payload of any command for ``network`` (MAX_PAYLOAD).
+def decode_upsets(network, payload):
+    """``(rate, seed)`` of a network-wide FAULT payload (after its target byte)."""
+    at = sum(fault_mask_bytes(network))
+    flips = int.from_bytes(payload[at:at + 2], "little")
+    threshold = int.from_bytes(payload[at + 2:at + 6], "little")
+    return flips + threshold / 2.0 ** 32, int.from_bytes(payload[at + 6:at + 9], "little")
+
+
+def max_payload(network, faults=False):
+    """The largest valid payload of any command for ``network`` (MAX_PAYLOAD); ``faults``: of a
+    fault-injection build (with FAULT's).
 
     Raises
     ------
@@ -433,8 +530,11 @@ def max_payload(network):
         If it is above 65535 bytes: a WRITE_PARAMS of the largest layer would not fit the
         16-bit length field, so the network is too big for this protocol.
     """
-    lengths = [payload_length(network, op) or 0 for op in Opcode]   # LOAD_DATA: one sample
+    lengths = [payload_length(network, op) or 0 for op in Opcode    # LOAD_DATA: one sample
+               if op is not Opcode.FAULT]
     lengths += [payload_length(network, Opcode.WRITE_PARAMS, l) for l in range(1, network.L + 1)]
+    if faults:
+        lengths += [payload_length(network, Opcode.FAULT, l) for l in range(network.L + 1)]
     longest = max(lengths)
     if longest > MAX_LENGTH:
         raise PchwError(f"{network.source}: a command payload of {longest} bytes (WRITE_PARAMS "
@@ -618,8 +718,8 @@ class DeviceModel:
     network : Network
         The network the device was built for (its weights are the initial parameters).
     faults : bool
-        A fault-injection build: FAULT sets the dead units (``pchw.faults``: a dead unit's
-        value, prediction and error are zero; learning never moves it). Without, FAULT is an
+        A fault-injection build: FAULT sets the dead units, the upsets and the stuck weights
+        (:mod:`pchw.faults`, ``docs/faults.md``). Without, FAULT is an
         unknown opcode (ERR_OPCODE), as in every normal build.
     dataset : int
         The capacity of the dataset memory in samples (a build with ``--data-memory N``): LOAD_DATA
@@ -662,10 +762,12 @@ class DeviceModel:
         self.stored = 0
         self.model = FixedModel(network)
         self.faults = None
+        #: Upset flips after the last LEARN command (fault-injection builds; its latency).
+        self.last_upsets = 0
         if faults:
             from .faults import FaultSpec, damage
             self.faults = damage(self.model, FaultSpec().resolve(network)).faults
-        self.max_payload = max_payload(network)
+        self.max_payload = max_payload(network, faults)
         self.network_id = network_id(network)
         self.window = STREAM_WINDOW
         self.parser = FrameParser(self.max_payload)
@@ -705,19 +807,19 @@ class DeviceModel:
             if not self.capacity:
                 return error(Status.ERR_OPCODE)
             return self._dataset(opcode, payload, reply, error)
-        layered = opcode in (Opcode.READ_PARAMS, Opcode.WRITE_PARAMS)
+        layered = opcode in (Opcode.READ_PARAMS, Opcode.WRITE_PARAMS, Opcode.FAULT)
         layer = payload[0] if layered and payload else None
         need = payload_length(net, opcode, layer)
         if (layered and not payload) or (need is not None and len(payload) != need):
             return error(Status.ERR_LENGTH)
-        if layered and not 1 <= layer <= L:
+        if layered and not (FAULT_NETWORK if opcode is Opcode.FAULT else 1) <= layer <= L:
             return error(Status.ERR_ARGUMENT)
 
         if opcode is Opcode.IDENTIFY:
             return reply(Status.OK, identify_payload(self.network_id, self.window,
                                                      self.capacity))
         if opcode is Opcode.FAULT:
-            self.faults.dead = decode_fault_masks(net, payload)
+            self._fault(layer, payload[1:])
             return reply(Status.OK)
         if opcode in (Opcode.INFER, Opcode.LEARN):
             f0, fL = net.value_format(0), net.value_format(L)
@@ -727,7 +829,7 @@ class DeviceModel:
                 out = self.model.infer(x)
             else:
                 y = fL.dequantise(decode_values(payload[split:], fL, net.layers[L]))[None]
-                out = self.model.learn(x, y).output
+                out = self._learn(x, y).output
             raw = np.rint(np.ldexp(out[0], fL.frac)).astype(np.int64)   # exact: out is on grid
             return reply(Status.OK, encode_values(raw, fL))
         fmt = net.weight_format(layer)
@@ -736,7 +838,39 @@ class DeviceModel:
                          + encode_values(self.model.b[layer - 1], fmt))
         W, b = decode_params(net, layer, payload[1:])
         self.model.W[layer - 1], self.model.b[layer - 1] = W, b
+        if self.faults is not None:     # a stuck weight holds what the host writes
+            self.model.arith.stuck[layer - 1] = W.copy()
         return reply(Status.OK)
+
+    def _learn(self, x, y):
+        """One learning step; in a fault-injection build, with its upsets after it
+        (:func:`pchw.faults.learn_command`)."""
+        if self.faults is None:
+            return self.model.learn(x, y)
+        from .faults import learn_command
+        result = learn_command(self.model, x, y)
+        self.last_upsets = self.faults.last_upsets
+        return result
+
+    def _fault(self, target, payload):
+        """FAULT (docs/protocol.md): the network-wide faults, or the stuck weights of a layer."""
+        from .faults import FaultSpec
+        net, faults = self.network, self.faults
+        if target == FAULT_NETWORK:
+            faults.dead = decode_fault_masks(net, payload)
+            rate, seed = decode_upsets(net, payload)
+            faults.spec = FaultSpec(faults.spec.dead, faults.spec.stuck, rate, seed)
+            faults.commands = 0
+            return
+        fmt = net.weight_format(target)
+        size = value_bytes(fmt)
+        value = decode_values(payload[:size], fmt, 1)[0]
+        codes = np.frombuffer(bytes(payload[size:]), np.uint8).reshape(
+            net.layers[target], net.layers[target - 1])
+        W = self.model.W[target - 1]
+        W[(codes & StuckCode.SET) != 0] = value
+        faults.stuck_mask[target - 1] = (codes & StuckCode.STUCK) != 0
+        self.model.arith.stuck[target - 1] = W.copy()
 
     def _dataset(self, opcode, payload, reply, error):
         """LOAD_DATA, TRAIN and EVAL (a build with a dataset memory), checked in the order
@@ -776,6 +910,8 @@ class DeviceModel:
             targets = fL.dequantise(fL.quantise(np.eye(net.layers[L])))[labels]
             for epoch in range(first_epoch, first_epoch + epochs):
                 for i in epoch_order(count, seed, epoch & 0xFFFF):
+                    # the dataset unit runs the core directly: dead units and stuck
+                    # weights hold, but upsets follow LEARN commands only
                     self.model.learn(x[i][None], targets[i][None])
             return reply(Status.OK)
         predicted = np.argmax(self.model.infer(x), axis=1)

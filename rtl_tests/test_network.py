@@ -2,6 +2,7 @@
 device model: every reply byte, every latency, and the weights after on-chip learning."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,34 +97,57 @@ def simulate(model_path, simulator, commands, **kwargs):
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_fault_injection_build(simulator, tmp_path_factory):
-    """A fault-injection build (docs/faults.md): FAULT kills input, hidden and output units;
-    learning, inference and the weights read back stay bit- and cycle-exact with the device
-    model with fault injection; reviving every unit restores the intact behaviour."""
+    """A fault-injection build (docs/faults.md): FAULT commands kill input, hidden and output
+    units, stick weights of both layers (two values in one) and set 1.5 upsets per LEARN; every
+    reply (learning, inference, the weights read back) and every latency (a LEARN's with its
+    upsets) stays bit- and cycle-exact with the device model with fault injection (which
+    tests/gateware/test_top.py holds to the damaged golden model); reviving every unit, freeing
+    the stuck weights and stopping the upsets restores the intact behaviour."""
+    from pchw.faults import FaultSpec
     path = custom_model("odd-5-7-3", tmp_path_factory)
     network = pchw.load(path)
+    spec = FaultSpec.from_dict({"seed": 11, "dead": [{"layer": 0, "indices": [4]},
+                                                     {"layer": 1, "indices": [0, 2, 5]},
+                                                     {"layer": 2, "indices": [1]}],
+                                "stuck": [{"layer": 1, "fraction": 0.2, "value": 0.75},
+                                          {"layer": 1, "fraction": 0.2, "value": -0.5},
+                                          {"layer": 2, "fraction": 0.3, "value": 0.0}],
+                                "upsets": {"rate": 1.5}})
+    setup = protocol.fault_commands(network, spec.resolve(network))
     rng = np.random.default_rng(17)
     commands = random_commands(network, rng, 3)
-    commands[1:1] = [protocol.fault_command(network, [[4], [0, 2, 5], [1]])]
-    commands += [protocol.fault_command(network, [[], [], []])] + random_commands(network, rng, 1)
+    commands[1:1] = setup
+    commands += [protocol.fault_command(network, [[], [], []])]
+    commands += [protocol.stuck_command(network, l, np.zeros((network.layers[l],
+                                                               network.layers[l - 1]), int))
+                 for l in (1, 2)]
+    commands += random_commands(network, rng, 1)
     with tools_or_skip():
         summary = run(network, simulator, commands, faults=True)
     assert summary["mismatches"] == 0 and summary["replies"] == len(commands)
-    assert summary["latency_cycles"]["FAULT"] == [
-        command_latency(network, protocol.Opcode.FAULT)]
+    assert summary["latency_cycles"]["FAULT"] == sorted(
+        {command_latency(network, protocol.Opcode.FAULT, target) for target in (0, 1, 2)})
+    assert len(summary["latency_cycles"]["LEARN"]) >= 3     # no upsets, 1 and 2 of them
 
 
 def test_pchw_faults_on_chip_segment(capsys):
     """`pchw faults --on-chip N`: the first N LEARN commands of the recovery run on the
-    simulated fault-injection build, every reply equal to the golden model's."""
+    simulated fault-injection build, every reply equal to the golden model's: dead units, and
+    stuck weights with upsets."""
     from pchw.cli import main
     require_simulator("verilator")
+    pattern = re.compile(r"(\d+) FAULT and 12 LEARN commands of the recovery \((\d+) upset "
+                         r"flips\), then READ_PARAMS: (\d+) replies, 0 differ from the golden")
     assert main(["faults", "models/xor", "--kill", "0.5", "--epochs", "1",
                  "--reference-epochs", "1", "--on-chip", "12"]) == 0
-    out = capsys.readouterr().out
-    assert "FAULT and 12 LEARN commands of the recovery, then READ_PARAMS: 16 replies, 0 " \
-           "differ from the golden model" in out
-    assert main(["faults", "models/xor", "--stuck", "0.5", "--on-chip", "4"]) == 1
-    assert "the circuit injects dead units only" in capsys.readouterr().err
+    chip = pattern.search(capsys.readouterr().out)
+    # the network-wide FAULT, then one per weight layer (no stuck weights)
+    assert chip and chip.groups() == ("3", "0", str(1 + 3 + 12 + 2))
+    assert main(["faults", "models/xor", "--stuck", "0.25", "--upset-rate", "0.5", "--epochs",
+                 "1", "--reference-epochs", "1", "--on-chip", "12"]) == 0
+    chip = pattern.search(capsys.readouterr().out)
+    assert chip and int(chip.group(1)) >= 3 and int(chip.group(2)) >= 1
+    assert int(chip.group(3)) == 1 + int(chip.group(1)) + 12 + 2
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -235,3 +235,36 @@ def test_never_a_wrong_answer_whatever_the_delays(delays, seed):
             timeouts += 1
     assert device.stale_replies <= timeouts
     assert timeouts >= sum(d > 0.01 for d in delays[:1])            # the first late one
+
+
+def test_set_faults_puts_the_golden_damage_on_the_device(network):
+    """Device.set_faults: the FAULT commands of a spec (dead units, stuck weights with two
+    values in a layer, upsets) make the device run as the damaged golden model, LEARN by LEARN
+    and in the weights read back; a normal build refuses in one line."""
+    from pchw.faults import FaultSpec, damage, learn_command
+    spec = FaultSpec.from_dict({"seed": 5, "dead": [{"layer": 1, "indices": [1]}],
+                                "stuck": [{"layer": 1, "fraction": 0.25, "value": 0.5},
+                                          {"layer": 1, "fraction": 0.25, "value": -1.0},
+                                          {"layer": 2, "fraction": 0.3}],
+                                "upsets": {"rate": 1.5}})
+    device = Device(GoldenTransport(network, faults=True), network)
+    device.identify()
+    device.learn(np.ones(4), np.zeros(3))           # the damage comes on top of learnt weights
+    golden = FixedModel(network)
+    golden.learn(np.ones((1, 4)), np.zeros((1, 3)))
+    damage(golden, spec.resolve(network))
+    device.set_faults(spec)
+    rng = np.random.default_rng(4)
+    for _ in range(6):
+        x, y = rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 3)
+        assert np.array_equal(device.learn(x, y),
+                              learn_command(golden, x[None], y[None]).output[0])
+    assert golden.faults.commands == 6 and device.transport.device.last_upsets >= 1
+    W, b = golden.float_params()
+    for l in (1, 2):
+        got_W, got_b = device.read_params(l)
+        assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
+    stuck = golden.faults.stuck_mask[0]
+    assert set(np.unique(device.read_params(1)[0][stuck])) == {0.5, -1.0}
+    with pytest.raises(PchwError, match="no fault injection: build it with --faults"):
+        Device(GoldenTransport(network), network).set_faults(spec)

@@ -96,9 +96,17 @@ def command_rules(network, faults=False, dataset=False):
               (layer_ok, ReplyStatus.ERR_ARGUMENT),
               (params_length, ReplyStatus.ERR_LENGTH))),
     ]
-    if faults:
+    if faults:          # the target: FAULT_NETWORK, or a layer (its stuck weights)
+        def fault_length(f):
+            ok = 0
+            for target in range(L + 1):
+                ok = ok | ((f.first == target) &
+                           (f.length == length(network, Opcode.FAULT, target)))
+            return ok
         rules.append(Rule(Opcode.FAULT, Action.FAULT,
-                          (exactly(length(network, Opcode.FAULT)),)))
+                          ((lambda f: f.length != 0, ReplyStatus.ERR_LENGTH),
+                           (lambda f: f.first <= L, ReplyStatus.ERR_ARGUMENT),
+                           (fault_length, ReplyStatus.ERR_LENGTH))))
     if dataset:
         rules += [Rule(opcode, Action.DATASET) for opcode in protocol.DATASET_OPCODES]
     return rules

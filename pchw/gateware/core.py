@@ -68,8 +68,10 @@ class PCCore(wiring.Component):
             "p_group": In(range(max(max(u._R for u in top), 2))),
             "p_col": In(range(max(network.layers[:-1]) + 1)),
             "p_we": In(1), "p_wdata": In(signed(wmax)), "p_rdata": Out(signed(wmax)),
-            # fault injection: the dead units of layers 0..L, concatenated
-            **({"dead": In(sum(network.layers))} if faults else {}),
+            # fault injection: the dead units of layers 0..L, concatenated; the stuck bit of
+            # the weight at the parameter port (write, and read one cycle after the address)
+            **({"dead": In(sum(network.layers)), "s_we": In(1), "s_wdata": In(1),
+                "p_stuck": Out(1)} if faults else {}),
         })
         self.updates = Signal(32)
 
@@ -101,6 +103,11 @@ class PCCore(wiring.Component):
                          unit.p_we.eq(self.p_we & (self.p_layer == l))]
             with m.If(p_layer_q == l):
                 m.d.comb += self.p_rdata.eq(unit.p_rdata)
+            if self._faults:
+                m.d.comb += [unit.s_we.eq(self.s_we & (self.p_layer == l)),
+                             unit.s_wdata.eq(self.s_wdata)]
+                with m.If(p_layer_q == l):
+                    m.d.comb += self.p_stuck.eq(unit.p_stuck)
 
         # Sequencer: the steps of pchw.schedule, generated from it. Every step is a start
         # cycle and then a wait until no unit is busy; a repeated segment (the relaxation loop)

@@ -165,6 +165,8 @@ class PCLayer(wiring.Component):
             members["above"] = In(link_signature(n, self._vf, B))
         if faults:
             members["dead"] = In(n)     # fault injection: these units' x, mu (y) stay zero
+            if l >= 1:                  # ... and the stuck weights (see _stuck_weights)
+                members.update({"s_we": In(1), "s_wdata": In(1), "p_stuck": Out(1)})
         super().__init__(members)
         w = self._vf.width
         rows = -(-n // B)
@@ -529,4 +531,31 @@ class PCLayer(wiring.Component):
                 b_wr[p].en.eq(Mux(sS, live & (sS_j == 0), self.p_we & (self.p_lane == p) &
                                   (self.p_col == n_in))),
             ]
+        if self._faults:
+            self._stuck_weights(m, w_rd, w_wr, sS, p_addr, p_sel, p_bias)
         return sweeping, r, busy
+
+    def _stuck_weights(self, m, w_rd, w_wr, sS, p_addr, p_sel, p_bias):
+        """Fault injection: a stuck bit per weight, a memory per lane beside the weights (zero
+        at reset). A stuck weight's update is never written, so it holds its value (the host's
+        writes still set it); ``p_stuck`` tells the parameter port's reader (upsets skip it).
+        The stuck memory is read at the weight memory's address, so its bit arrives with the
+        weight, and is delayed with it to the update's write stage."""
+        P, R, n_in = self._P, self._R, self._n_in
+        incremental = self._net.pc.mode == "incremental"
+        stuck_data = []
+        for p in range(P):
+            mem = memory.Memory(shape=1, depth=R * n_in, init=[])
+            m.submodules[f"stuck{p}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [rd.addr.eq(w_rd[p].addr), wr.addr.eq(p_addr),
+                         wr.data.eq(self.s_wdata),
+                         wr.en.eq(self.s_we & (self.p_lane == p) & (self.p_col != n_in))]
+            stuck_data.append(rd.data)
+            held = rd.data
+            if incremental:      # the old weight is held from stage 1 to S (see _passes)
+                for k in range(2, PASS_STAGES + 1):
+                    held = _delayed(m, held, f"stuck{p}_s{k}")
+            with m.If(sS & held):
+                m.d.comb += w_wr[p].en.eq(0)
+        m.d.comb += self.p_stuck.eq(~p_bias & Array(stuck_data)[p_sel])

@@ -34,9 +34,10 @@ def _concat(fields):
 
 def srhash32(m, seed, step, layer, row, col, name="srhash"):
     """A 32-bit signal computing :func:`pchw.fixedpoint.srhash32` (same arguments, same order),
-    added to ``m.d.comb``; ``seed`` and ``layer`` are Python ints, ``step``, ``row`` and ``col``
-    ints or expressions (taken modulo 2**32, 2**16, 2**16). Each round's words are named
-    signals, so the logic stays a chain, not a tree."""
+    added to ``m.d.comb``; ``layer`` is a Python int, ``seed`` an int or an expression (a
+    run-time seed: the round keys are then logic too), ``step``, ``row`` and ``col`` ints or
+    expressions (taken modulo 2**32, 2**16, 2**16). Each round's words are named signals, so
+    the logic stays a chain, not a tree."""
     a, b = srhash_words(step, row, col, _concat)
 
     def named(value, label):
@@ -44,8 +45,12 @@ def srhash32(m, seed, step, layer, row, col, name="srhash"):
         m.d.comb += signal.eq(value)
         return signal
 
-    for i, key in enumerate(srhash_round_keys(seed, layer)):
-        a, b = srhash_round(a, b, Const(key, 32), _ror, _rol, lambda x, y: (x + y)[:32],
+    if isinstance(seed, int):
+        keys = [Const(key, 32) for key in srhash_round_keys(seed, layer)]
+    else:
+        keys = srhash_round_keys(seed, layer, _concat, lambda v: Const(v, 32))
+    for i, key in enumerate(keys):
+        a, b = srhash_round(a, b, key, _ror, _rol, lambda x, y: (x + y)[:32],
                             keep=lambda v, i=i: named(v, f"{name}_a{i}"))
         b = named(b, f"{name}_b{i}")
     return a

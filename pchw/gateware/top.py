@@ -11,7 +11,7 @@ goes) into :class:`~pchw.gateware.core.PCCore`, then the reply through
 :func:`pchw.latency.command_latency`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,6 +23,7 @@ from .dataset import DatasetUnit
 from .framing import FrameReceiver, FrameTransmitter
 from .loader import PayloadLoader
 from .serialiser import ValueSerialiser
+from .upsets import UpsetInjector
 from .walker import ValueWalker, WalkMode
 
 __all__ = ["NetworkTop"]
@@ -33,6 +34,13 @@ class _Dest(enum.Enum, shape=2):
     XL = 1        # targets -> x_L
     PARAMS = 2    # WRITE_PARAMS -> W_l, b_l
     MASKS = 3     # FAULT -> the dead-unit masks (fault-injection builds)
+
+
+class _FaultLoad(enum.Enum, shape=2):
+    """What a FAULT's payload loads into (fault-injection builds)."""
+    NETWORK = 0   # the dead-unit masks and the upset fields
+    VALUE = 1     # the stuck value of the layer
+    CODES = 2     # a stuck code per weight of W_l
 
 
 class _Source(enum.Enum, shape=3):
@@ -57,8 +65,10 @@ class NetworkTop(wiring.Component):
     (:class:`~pchw.gateware.framing.FrameReceiver`), and the dataset memory's.
 
     With ``faults``, the build injects faults (``docs/faults.md``): FAULT sets the dead units of
-    every layer (registers, zero at reset), which the layer units hold at zero. Without, FAULT is
-    an unknown opcode and the build has none of this logic.
+    every layer (registers, zero at reset), which the layer units hold at zero, the upsets
+    (:class:`~pchw.gateware.upsets.UpsetInjector`, after each LEARN command) and the stuck
+    weights of a layer (a stuck bit per weight in the layer unit). Without, FAULT is an unknown
+    opcode and the build has none of this logic.
 
     With ``dataset`` (a number of samples), the build has a dataset memory and LOAD_DATA, TRAIN
     and EVAL (:class:`~pchw.gateware.dataset.DatasetUnit`, ``docs/protocol.md``), which runs
@@ -74,10 +84,11 @@ class NetworkTop(wiring.Component):
     def __init__(self, network, *, payload_ram_style=None, faults=False, dataset=0):
         self._net = network
         self._dataset = dataset
-        self._max_payload = protocol.max_payload(network)
+        self._max_payload = protocol.max_payload(network, faults)
         self._payload_ram_style = payload_ram_style
         self._faults = faults
         self.core = PCCore(network, faults=faults)
+        self.upsets = UpsetInjector(network) if faults else None
         self.dataset_unit = DatasetUnit(network, dataset, core=self.core,
                                         ram_style=payload_ram_style) if dataset else None
         super().__init__()
@@ -155,15 +166,28 @@ class NetworkTop(wiring.Component):
             walk(mode, count)
             m.next = "HEADER"
 
-        # -- fault injection: the FAULT payload, byte by byte; each layer's mask from its bytes ------
+        # -- fault injection: the network-wide FAULT payload, byte by byte (each layer's mask
+        # from its bytes, then the upset fields); a stuck-weights FAULT's value and codes
         mask_bytes = []
+        loaded = walker.last
         if self._faults:
+            m.submodules.upsets = upsets = self.upsets
             dead = []
             for l, size in enumerate(protocol.fault_mask_bytes(net)):
                 layer_bytes = [Signal(8, name=f"dead{l}_{i}") for i in range(size)]
                 mask_bytes += layer_bytes
                 dead.append(Cat(*layer_bytes)[:n[l]])
             m.d.comb += core.dead.eq(Cat(*dead))
+            upset_bytes = [Signal(8, name=f"upset{i}") for i in range(protocol.UPSET_BYTES)]
+            mask_bytes += upset_bytes
+            m.d.comb += Cat(upsets.flips, upsets.threshold, upsets.seed).eq(Cat(*upset_bytes))
+            fault_load = Signal(_FaultLoad)
+            stuck_value = Signal(32)
+            weight_count = table([0] + [n[l] * n[l - 1] for l in range(1, L + 1)], 16)
+            # the codes walk W_l only (not b_l): their last is the last weight
+            last_code = Signal(16)
+            codes = (dest == _Dest.MASKS) & (fault_load == _FaultLoad.CODES)
+            loaded = Mux(codes, walker.index == last_code, walker.last)
 
         ds = self.dataset_unit
         if ds is not None:
@@ -192,8 +216,14 @@ class NetworkTop(wiring.Component):
                                  WalkMode.PARAMS)
                         if self._faults:
                             with m.Case(Action.FAULT):
-                                load(_Dest.MASKS, 0, len(mask_bytes), 1, WalkMode.VALUES,
-                                     len(mask_bytes))
+                                with m.If(layer == protocol.FAULT_NETWORK):
+                                    m.d.sync += fault_load.eq(_FaultLoad.NETWORK)
+                                    load(_Dest.MASKS, 1, len(mask_bytes), 1, WalkMode.VALUES,
+                                         len(mask_bytes))
+                                with m.Else():
+                                    m.d.sync += fault_load.eq(_FaultLoad.VALUE)
+                                    load(_Dest.MASKS, 1, wbytes[layer], wbytes[layer],
+                                         WalkMode.VALUES, 1)
                         if ds is not None:
                             with m.Case(Action.DATASET):
                                 m.d.comb += ds.start.eq(1)
@@ -224,14 +254,34 @@ class NetworkTop(wiring.Component):
                             m.d.comb += core.p_we.eq(1)
                         if self._faults:
                             with m.Case(_Dest.MASKS):
-                                m.d.sync += Array(mask_bytes)[walker.index].eq(value[:8])
+                                with m.Switch(fault_load):
+                                    with m.Case(_FaultLoad.NETWORK):
+                                        m.d.sync += Array(mask_bytes)[walker.index].eq(value[:8])
+                                    with m.Case(_FaultLoad.VALUE):
+                                        m.d.sync += stuck_value.eq(value)
+                                    with m.Case(_FaultLoad.CODES):
+                                        stuck = protocol.StuckCode
+                                        m.d.comb += [
+                                            core.s_we.eq(1),
+                                            core.s_wdata.eq(value[stuck.STUCK.bit_length() - 1]),
+                                            core.p_we.eq(value[stuck.SET.bit_length() - 1])]
                     m.d.comb += walker.next.eq(1)
-                    with m.If(walker.last):
+                    with m.If(loaded):
                         m.next = "LOADED"
             with m.State("LOADED"):
                 with m.Switch(dest):
-                    with m.Case(_Dest.PARAMS, *([_Dest.MASKS] if self._faults else [])):
+                    with m.Case(_Dest.PARAMS):
                         reply(ReplyStatus.OK, 0, _Source.NONE)
+                    if self._faults:
+                        with m.Case(_Dest.MASKS):
+                            with m.If(fault_load == _FaultLoad.VALUE):     # then the codes
+                                m.d.sync += [fault_load.eq(_FaultLoad.CODES),
+                                             last_code.eq(weight_count[layer] - 1)]
+                                load(_Dest.MASKS, 1 + wbytes[layer], weight_count[layer], 1,
+                                     WalkMode.PARAMS)
+                            with m.Else():
+                                m.d.comb += upsets.clear.eq(fault_load == _FaultLoad.NETWORK)
+                                reply(ReplyStatus.OK, 0, _Source.NONE)
                     with m.Case(_Dest.X0):
                         m.d.comb += [core.op.eq(CoreOp.INFER), core.start.eq(1)]
                         m.next = "INFER"
@@ -247,7 +297,15 @@ class NetworkTop(wiring.Component):
                         m.next = "OUTPUT"
             with m.State("LEARN"):
                 with m.If(~core.busy):
-                    m.next = "OUTPUT"
+                    if self._faults:        # the command's upsets, then the reply
+                        m.d.comb += upsets.start.eq(1)
+                        m.next = "UPSETS"
+                    else:
+                        m.next = "OUTPUT"
+            if self._faults:
+                with m.State("UPSETS"):
+                    with m.If(~upsets.busy):
+                        m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 reply(ReplyStatus.OK, n[L] * vbytesL, _Source.OUTPUT, count=n[L])
 
@@ -296,4 +354,18 @@ class NetworkTop(wiring.Component):
             with m.State("RELEASE"):
                 m.d.comb += decoder.o_command.ready.eq(1)
                 m.next = "IDLE"
+        if self._faults:
+            self._fault_port(m, core, codes, stuck_value)
         return m
+
+    def _fault_port(self, m, core, codes, stuck_value):
+        """Fault injection's use of the parameter port: the stuck codes write the stuck value
+        (their SET bit), and the upset injector owns the port while it works."""
+        upsets = self.upsets
+        with m.If(codes):
+            m.d.comb += core.p_wdata.eq(stuck_value)
+        with m.If(upsets.busy):
+            m.d.comb += [core.p_layer.eq(upsets.p_layer), core.p_lane.eq(upsets.p_lane),
+                         core.p_group.eq(upsets.p_group), core.p_col.eq(upsets.p_col),
+                         core.p_we.eq(upsets.p_we), core.p_wdata.eq(upsets.p_wdata)]
+        m.d.comb += [upsets.p_rdata.eq(core.p_rdata), upsets.p_stuck.eq(core.p_stuck)]

@@ -24,7 +24,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeo
 
 import pchw
 from pchw import protocol
-from pchw.latency import command_latency
+from pchw.latency import command_latency, upset_cycles
 from pchw.sim.streams import StreamSink, StreamSource
 from pchw.sim.tb import ClockedTB, load_test_data
 
@@ -39,8 +39,9 @@ def worst_latency(network):
     frames are answered sooner (:data:`pchw.latency.REPLY_OVERHEAD`)."""
     ops = [command_latency(network, op) for op in protocol.Opcode
            if op is not protocol.Opcode.WRITE_PARAMS]
-    ops += [command_latency(network, protocol.Opcode.WRITE_PARAMS, l)
-            for l in range(1, network.L + 1)]
+    ops += [command_latency(network, op, l) for l in range(network.L + 1)
+            for op in (protocol.Opcode.WRITE_PARAMS, protocol.Opcode.FAULT)
+            if protocol.payload_length(network, op, l) is not None]
     return max(ops)
 
 
@@ -49,10 +50,12 @@ def stream_cycles(count, idle_probability):
     return int(2 * count / (1 - idle_probability)) + 1
 
 
-def reply_budget(network, frame, replies, gaps, backpressure):
+def reply_budget(network, frame, replies, gaps, backpressure, upsets=None):
     """Cycles allowed from queueing ``frame`` to the end of its ``replies`` (the device model's):
-    the frame on the input, the worst latency per reply, the replies on the output."""
+    the frame on the input, the worst latency per reply, the replies on the output; in a
+    fault-injection build, the ``upsets`` the device model flipped after it."""
     return (stream_cycles(len(frame), gaps) + len(replies) * worst_latency(network)
+            + (upset_cycles(network, upsets) if upsets is not None else 0)
             + stream_cycles(sum(map(len, replies)), backpressure) + LINK_MARGIN)
 
 
@@ -128,8 +131,9 @@ async def commands_match_device_model(dut):
             frame = bytes.fromhex(text)
             expected = device.feed(frame)
             expected_bytes += sum(map(len, expected))
+            upsets = device.last_upsets if device.faults is not None else None
             deadline = tb.cycle + reply_budget(network, frame, expected, data["gaps"],
-                                               data["backpressure"])
+                                               data["backpressure"], upsets)
             first_byte = len(tb.source.sent)
             tb.source.send_nowait(frame)
             for k, want in enumerate(expected):
@@ -146,8 +150,11 @@ async def commands_match_device_model(dut):
                     await within(tb.source.wait_idle(), deadline, f"command {i}: not accepted")
                     accepted = tb.source.accept_cycles[first_byte + len(frame) - 1]
                     opcode, payload, _ = protocol.parse_command(frame)
-                    layer = payload[0] if opcode == protocol.Opcode.WRITE_PARAMS else None
-                    want_latency = command_latency(network, opcode, layer)
+                    layer = payload[0] if opcode in (protocol.Opcode.WRITE_PARAMS,
+                                                     protocol.Opcode.FAULT) else None
+                    want_latency = command_latency(
+                        network, opcode, layer,
+                        upsets if opcode == protocol.Opcode.LEARN else None)
                     name = protocol.Opcode(opcode).name
                     latencies.setdefault(name, set()).add(reply_cycle - accepted)
                     if reply_cycle - accepted != want_latency:

@@ -254,13 +254,89 @@ def test_fault_command(mode):
     statuses = [protocol.parse_reply(reply)[0] for reply, _ in results]
     assert statuses[0] == statuses[-5] == protocol.Status.OK
     assert statuses[len(faulty) + 1] == protocol.Status.ERR_LENGTH
-    for command, (_, latency) in zip(commands, results):
+    checked = 0
+    for command, (reply, latency) in zip(commands, results):
         opcode, payload, _ = protocol.parse_command(command)
-        if opcode == Opcode.FAULT and len(payload) == sum(protocol.fault_mask_bytes(network)):
-            assert latency == command_latency(network, opcode)
+        if opcode == Opcode.FAULT and protocol.parse_reply(reply)[0] == protocol.Status.OK:
+            assert latency == command_latency(network, opcode, payload[0])
+            checked += 1
+    assert checked == 2
     # the dead units mattered: an intact device answers the same commands otherwise
     intact = protocol.DeviceModel(network)
     assert [intact.feed(c) for c in faulty] != [[r] for r, _ in results[1:1 + len(faulty)]]
+
+
+def fault_spec():
+    """Every kind of fault: a dead hidden unit, stuck weights (two values in one layer) and
+    2.5 upsets per LEARN command."""
+    from pchw.faults import FaultSpec
+    return FaultSpec.from_dict({"seed": 3, "dead": [{"layer": 1, "indices": [2]}],
+                                "stuck": [{"layer": 1, "fraction": 0.3, "value": 0.5},
+                                          {"layer": 1, "fraction": 0.2, "value": -0.25},
+                                          {"layer": 2, "fraction": 0.3}],
+                                "upsets": {"rate": 2.5}})
+
+
+@pytest.mark.parametrize("mode", ["standard", "fixed_prediction", "incremental"])
+def test_stuck_weights_and_upsets(mode):
+    """FAULT commands set stuck weights and upsets (docs/faults.md): every reply, its latency
+    (a LEARN's with its upsets) and the weights read back equal the device model's, which equals
+    the damaged golden model (pchw.faults.damage, learn_command); learning changes no stuck
+    weight, the upsets flip bits, and FAULT commands of a wrong size or target are refused and
+    change nothing."""
+    from pchw.faults import damage, learn_command
+    from pchw.golden import FixedModel
+    network = small_network(mode=mode, weight_rounding="stochastic")
+    faults = fault_spec().resolve(network)
+    rng = np.random.default_rng(3)
+    setup = protocol.fault_commands(network, faults)
+    stuck_1 = protocol.stuck_command(network, 1, np.zeros((7, 5), dtype=int))
+    bad = [protocol.command_frame(Opcode.FAULT, b""),                       # no target
+           protocol.command_frame(Opcode.FAULT, stuck_1[5:-2]),              # one byte short
+           protocol.command_frame(Opcode.FAULT, setup[0][5:-1] + b"\x00"),   # one byte long
+           protocol.command_frame(Opcode.FAULT, bytes([network.L + 1, 0]))]  # no such layer
+    work = good_commands(network, rng, 4)
+    commands = setup + work[:3] + bad + work[3:]
+    device, results = check_against_model(network, commands, faults=True)
+    statuses = [protocol.parse_reply(reply)[0] for reply, _ in results]
+    S = protocol.Status
+    assert statuses[len(setup) + 3:len(setup) + 7] == [S.ERR_LENGTH] * 3 + [S.ERR_ARGUMENT]
+    assert statuses.count(S.OK) == len(commands) - len(bad)
+
+    # cycle-exact, a LEARN's latency with its upsets, replayed on a fresh device model
+    replay, flips = protocol.DeviceModel(network, faults=True), []
+    for command, (reply, latency) in zip(commands, results):
+        replay.feed(command)
+        opcode, payload, _ = protocol.parse_command(command)
+        if protocol.parse_reply(reply)[0] != S.OK:
+            continue
+        layered = opcode in (Opcode.WRITE_PARAMS, Opcode.FAULT)
+        upsets = replay.last_upsets if opcode == Opcode.LEARN else None
+        flips += [upsets] if upsets is not None else []
+        assert latency == command_latency(network, opcode, payload[0] if layered else None,
+                                          upsets)
+    assert sum(flips) >= 2 * len(flips) and len(set(flips)) == 2      # 2 or 3 a command
+
+    # the device model is the damaged golden model
+    golden = damage(FixedModel(network), faults)
+    f0, fL = network.value_format(0), network.value_format(network.L)
+    for command in work:
+        opcode, payload, _ = protocol.parse_command(command)
+        if opcode == Opcode.LEARN:
+            split = network.layers[0] * protocol.value_bytes(f0)
+            x = f0.dequantise(protocol.decode_values(payload[:split], f0, network.layers[0]))
+            y = fL.dequantise(protocol.decode_values(payload[split:], fL, network.layers[-1]))
+            learn_command(golden, x[None], y[None])
+    for l in range(1, network.L + 1):
+        assert np.array_equal(golden.W[l - 1], device.model.W[l - 1])
+        assert np.array_equal(golden.b[l - 1], device.model.b[l - 1])
+        held = network.weight_format(l).quantise(faults.stuck_value[l - 1])
+        mask = faults.stuck_mask[l - 1]
+        assert mask.any() and np.array_equal(device.model.W[l - 1][mask], held[mask])
+    intact = protocol.DeviceModel(network)
+    for command in work:
+        intact.feed(command)
+    assert not np.array_equal(intact.model.W[0], device.model.W[0])
 
 
 def test_fault_command_needs_a_fault_injection_build():
