@@ -35,14 +35,19 @@ def generate(network, name=None, faults=False, dataset=0):
 
 def manifest(network, name=None, faults=False, dataset=0):
     """The manifest dictionary (see the module docstring); ``faults``: of a fault-injection
-    build (the FAULT command and its latency)."""
+    build (the FAULT command and its latencies, by target; LEARN's with no upsets, and per
+    upset)."""
     L = network.L
     cmd = {op.name: latency.command_latency(network, op) for op in
            (Opcode.IDENTIFY, Opcode.INFER, Opcode.LEARN, Opcode.READ_PARAMS)}
     cmd["WRITE_PARAMS"] = {str(l): latency.command_latency(network, Opcode.WRITE_PARAMS, l)
                            for l in range(1, L + 1)}
-    if faults:
-        cmd["FAULT"] = latency.command_latency(network, Opcode.FAULT)
+    if faults:      # by target; a LEARN runs its upsets too: so many cycles more a flip
+        cmd["FAULT"] = {str(t): latency.command_latency(network, Opcode.FAULT, t)
+                        for t in range(L + 1)}
+        cmd["LEARN"] = latency.command_latency(network, Opcode.LEARN, upsets=0)
+        cmd["LEARN_per_upset"] = (latency.upset_cycles(network, 1)
+                                  - latency.upset_cycles(network, 0))
     return {
         "generator": f"pchw {__version__}",
         "top": name or module_name(network),
@@ -68,7 +73,7 @@ def manifest(network, name=None, faults=False, dataset=0):
         "fault_injection": faults,
         "dataset_capacity": dataset,
         "network_id": protocol.network_id(network).hex(),
-        "max_payload_bytes": protocol.max_payload(network),
+        "max_payload_bytes": protocol.max_payload(network, faults),
         "network": network.to_toml_dict(),
         "formats": {
             "values": {str(l): str(network.value_format(l)) for l in range(L + 1)},

@@ -211,15 +211,35 @@ def test_pchw_faults_errors_are_one_line(argv, message, capsys):
 
 def test_verilog_of_a_fault_injection_build(tmp_path, capsys):
     """`pchw verilog --faults`: the manifest says so and gives FAULT's latency; the Verilog has
-    the FAULT logic, and a normal build's has none (only the loader's enum names it)."""
+    the FAULT logic (dead units, upsets, stuck bits), and a normal build's has none (only the
+    loader's enum names it)."""
     from pchw import latency, protocol, verilog
     assert main(["verilog", "models/xor", "-o", str(tmp_path / "f.v"), "--faults"]) == 0
     info = json.loads((tmp_path / "f.json").read_text())
     network = pchw.load("models/xor")
     assert info["fault_injection"] is True
-    assert info["latency_cycles"]["commands"]["FAULT"] == latency.command_latency(
-        network, protocol.Opcode.FAULT)
-    assert "dead1_0" in (tmp_path / "f.v").read_text()
+    commands = info["latency_cycles"]["commands"]
+    assert commands["FAULT"] == {str(t): latency.command_latency(network, protocol.Opcode.FAULT, t)
+                                 for t in range(network.L + 1)}
+    assert commands["LEARN"] + commands["LEARN_per_upset"] == latency.command_latency(
+        network, protocol.Opcode.LEARN, upsets=1)
+    assert info["max_payload_bytes"] == protocol.max_payload(network, faults=True)
+    text = (tmp_path / "f.v").read_text()
+    assert "dead1_0" in text and "upset_hash" in text and "stuck0" in text
     normal = verilog.generate(network)
-    assert "dead1_0" not in normal and "FAULT" not in verilog.manifest(network)[
+    assert "dead1_0" not in normal and "upset" not in normal and "stuck" not in normal
+    assert "FAULT" not in verilog.manifest(network)[
         "latency_cycles"]["commands"]
+
+
+def test_recovery_under_upsets_and_stuck_weights():
+    """The experiment with every fault: the curve runs the upsets; the float backprop reference
+    has the same dead units and stuck weights but no upsets (they flip fixed-point bits)."""
+    from pchw.faults import FaultSpec, recovery
+    network = pchw.load("models/xor")
+    data = pchw.datasets.load_dataset("xor")
+    spec = FaultSpec.from_dict({"seed": 2, "stuck": [{"layer": 1, "fraction": 0.25}],
+                                "upsets": {"rate": 0.5}})
+    record = recovery(network, data, spec, epochs=1, reference_epochs=1)
+    assert record["fault"]["upsets"] == {"rate": 0.5}
+    assert len(record["reference_backprop_curve"]) == 2

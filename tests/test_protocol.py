@@ -455,3 +455,60 @@ def test_every_loss_is_reported(seed, count):
     assert len(overruns) == marks
     answered, lost = check_every_loss_reported(frames, replies)
     assert answered + lost == count and lost >= 1
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.02, 0.5, 1.0, 2.75, 1 - 2.0 ** -40, 3 + 2.0 ** -33,
+                                  65535.5])
+def test_upset_fields_decide_as_the_golden_model(rate):
+    """FAULT's (flips, threshold) make the same decision as the golden model's
+    h / 2**32 < rate - floor(rate) for every 32-bit h (checked at the edges), and the device
+    model's decoded rate places the same upsets."""
+    from pchw.faults import FaultSpec, upset_positions
+    flips, threshold = p.upset_fields(rate)
+    frac = rate - int(rate)
+    for h in {0, 1, max(threshold - 1, 0), threshold, min(threshold + 1, 2 ** 32 - 1),
+              2 ** 32 - 1}:
+        if h < 2 ** 32:
+            assert flips + (h < threshold) == int(rate) + (h < frac * 2.0 ** 32)
+    net = small()
+    frame = p.fault_command(net, [[]] * (net.L + 1), rate, seed=77)
+    decoded, seed = p.decode_upsets(net, p.parse_command(frame)[1][1:])
+    assert seed == 77
+    for k in range(20):
+        assert upset_positions(FaultSpec(upset_rate=decoded, seed=seed), k, 1000) == \
+            upset_positions(FaultSpec(upset_rate=rate, seed=seed), k, 1000)
+
+
+def test_fault_commands_refuse_what_they_cannot_carry():
+    net = small()
+    dead = [[]] * (net.L + 1)
+    with pytest.raises(PchwError, match="upset rate of 65536"):
+        p.fault_command(net, dead, 65536.0)
+    with pytest.raises(PchwError, match="seed 16777216 is outside"):
+        p.fault_command(net, dead, 0.5, seed=1 << 24)
+    with pytest.raises(PchwError, match="stuck codes of W_1 must be"):
+        p.stuck_command(net, 1, np.zeros((2, 2), dtype=int))
+    with pytest.raises(PchwError, match="stuck codes of W_1 must be"):
+        p.stuck_command(net, 1, np.full((net.layers[1], net.layers[0]), 4))
+    with pytest.raises(PchwError, match="does not exist"):
+        p.stuck_command(net, net.L + 1, [])
+
+
+def test_fault_lengths_and_targets_in_the_device_model():
+    """FAULT in a fault-injection device model: empty -> ERR_LENGTH; a target above L ->
+    ERR_ARGUMENT; a wrong length for the target -> ERR_LENGTH; none changes anything."""
+    net = small()
+    device = p.DeviceModel(net, faults=True)
+    before = [w.copy() for w in device.model.W]
+    good = p.stuck_command(net, 1, np.full((net.layers[1], net.layers[0]), 3), 5)
+    payload = p.parse_command(good)[1]
+    for frame, status in ((p.command_frame(p.Opcode.FAULT, b""), p.Status.ERR_LENGTH),
+                          (p.command_frame(p.Opcode.FAULT, bytes([net.L + 1, 0])),
+                           p.Status.ERR_ARGUMENT),
+                          (p.command_frame(p.Opcode.FAULT, payload[:-1]), p.Status.ERR_LENGTH),
+                          (p.command_frame(p.Opcode.FAULT, b"\x00" * 3), p.Status.ERR_LENGTH)):
+        assert p.parse_reply(device.feed(frame)[0])[0] == status
+    assert all(np.array_equal(a, b) for a, b in zip(before, device.model.W))
+    assert not device.faults.stuck_mask[0].any()
+    assert p.parse_reply(device.feed(good)[0])[0] == p.Status.OK
+    assert device.faults.stuck_mask[0].all() and (device.model.W[0] == 5).all()
