@@ -37,8 +37,9 @@ LINK_MARGIN = 100       # cycles of slack on every command's budget (idle cycles
 def worst_latency(network):
     """The longest reply latency of any well-formed command of ``network`` (cycles); malformed
     frames are answered sooner (:data:`pchw.latency.REPLY_OVERHEAD`)."""
-    ops = [command_latency(network, op) for op in protocol.Opcode
-           if op is not protocol.Opcode.WRITE_PARAMS]
+    ops = [command_latency(network, op) for op in protocol.Opcode   # the layered ones below
+           if op not in (protocol.Opcode.WRITE_PARAMS, protocol.Opcode.FAULT)
+           and op not in protocol.DATASET_OPCODES]     # (which depend on their sample counts)
     ops += [command_latency(network, op, l) for l in range(network.L + 1)
             for op in (protocol.Opcode.WRITE_PARAMS, protocol.Opcode.FAULT)
             if protocol.payload_length(network, op, l) is not None]
