@@ -13,10 +13,17 @@ model (``pchw.faults``, ``docs/faults.md``):
   per LEARN command), with on-chip learning on and off;
 - an on-chip segment: the first ``--on-chip`` LEARN commands of the first scenario on the
   simulated circuit of a fault-injection build (Verilator), every reply bit-exact with the
-  golden model that ran the whole curve.
+  golden model that ran the whole curve; and as many with every kind of fault at once (half
+  the hidden units dead, 10% of every weight matrix stuck at 0, 0.5 upsets per LEARN
+  command), every reply and latency bit- and cycle-exact with the golden device model.
+
+The scenarios and upset runs are a grid of tasks on the sweep's dask machinery
+(``pchw.sweep.map_tasks``: a LocalCluster of ``--workers`` processes, or ``--scheduler``'s
+cluster), each result cached under its content hash in ``build/bench-faults/`` (a re-run
+computes only what changed; an interrupted run resumes). The on-chip segment runs here.
 
 A benchmark, not a test. Writes bench/results/faults.{json,md,png}.
-Usage: python bench/faults.py [--quick]
+Usage: python bench/faults.py [--quick] [--workers N | --scheduler ADDRESS]
 """
 
 import argparse
@@ -33,11 +40,13 @@ import numpy as np  # noqa: E402
 
 import pchw  # noqa: E402
 from pchw.datasets import load_dataset  # noqa: E402
-from pchw.faults import (DeadUnits, FaultSpec, StuckWeights, on_chip_segment,  # noqa: E402
-                         plot_recovery, recovery, upset_run)
+from pchw.faults import (DeadUnits, FaultSpec, StuckWeights, grid_task,  # noqa: E402
+                         on_chip_segment, plot_recovery)
+from pchw.sweep import Cache, map_tasks, task_key  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
+CACHE = ROOT / "build" / "bench-faults"
 REFERENCE_EPOCHS = 30
 UPSET_RATES = (0.01, 0.02, 0.05, 0.25, 1.0)
 
@@ -75,57 +84,113 @@ def main():
     parser.add_argument("--quick", action="store_true", help="one scenario, one upset rate")
     parser.add_argument("--on-chip", type=int, default=200, metavar="N",
                         help="LEARN commands of the on-chip segment (default 200; 0: none)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="worker processes of the local dask cluster (default: the cores)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the grid on this dask scheduler's cluster instead")
     args = parser.parse_args()
     started = time.time()
-    records, upsets = [], []
-    cache = {}
+    networks = {}
+
+    def task(model, **fields):
+        network = networks.setdefault(model, pchw.load(ROOT / "models" / model))
+        t = {"model": str(ROOT / "models" / model), **fields}
+        key = task_key("faults", network, {k: v for k, v in t.items() if k != "model"})
+        return t, key
+
+    # The grid: every recovery scenario, and each upset rate with learning off and on.
+    tasks, keys, labels = [], [], []
     for model, make, epochs in scenarios(args.quick):
-        network = pchw.load(ROOT / "models" / model)
-        data = cache.setdefault(model, load_dataset(network.dataset))
-        spec = make(network)
-        print(f"{model}: {spec.describe()} (seed {spec.seed}), {epochs} epochs", flush=True)
-        record = recovery(network, data, spec, epochs=epochs,
-                          reference_epochs=REFERENCE_EPOCHS, progress=print)
-        scratch = dict(record["reference_scratch_curve"])
-        record["model"] = model
+        spec = make(networks.setdefault(model, pchw.load(ROOT / "models" / model)))
+        t, key = task(model, kind="recovery", spec=spec.to_dict(), epochs=epochs,
+                      reference_epochs=REFERENCE_EPOCHS)
+        tasks.append(t)
+        keys.append(key)
+        labels.append(f"{model}: {spec.describe()} (seed {spec.seed}), {epochs} epochs")
+    rates = UPSET_RATES[:1] if args.quick else UPSET_RATES
+    for rate in rates:
+        for learn in (False, True):
+            t, key = task("digits", kind="upsets", spec=FaultSpec(upset_rate=rate,
+                                                                  seed=3).to_dict(),
+                          epochs=1, learn=learn)
+            tasks.append(t)
+            keys.append(key)
+            labels.append(f"digits: {rate:g} upsets per LEARN, learning "
+                          f"{'on' if learn else 'off'}")
+    results = map_tasks(grid_task, tasks, Cache(CACHE), keys=keys, labels=labels, kind="faults",
+                        scheduler=args.scheduler, workers=args.workers, summary=_summary)
+    failed = [(label, r) for label, r in zip(labels, results) if r["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"{len(failed)} task(s) failed, first: {failed[0][0]}: "
+                         f"{failed[0][1]['reason']}")
+
+    records, upsets, on_chip_all = [], [], None
+    for t, result in zip(tasks, results):
+        if t["kind"] != "recovery":
+            continue
+        record, epochs = dict(result["record"]), t["epochs"]
+        scratch = {int(e): a for e, a in record["reference_scratch_curve"]}
+        record["model"] = Path(t["model"]).name
         record["accuracy_reference_scratch_same_epochs"] = scratch[epochs]
         record["gap_to_scratch_points"] = round(
             100 * (record["accuracy_reference_scratch"] - record["accuracy_recovered"]), 2)
-        if args.on_chip and not records:
-            record["on_chip"] = on_chip_segment(network, data, spec, args.on_chip)
-            print(f"  on chip: {record['on_chip']}", flush=True)
         records.append(record)
+    if args.on_chip:
+        first = records[0]
+        network = networks[first["model"]]
+        spec = FaultSpec.from_dict(first["fault"])
+        first["on_chip"] = on_chip_segment(network, load_dataset(network.dataset), spec,
+                                           args.on_chip)
+        print(f"  on chip: {first['on_chip']}", flush=True)
+        network = networks["digits"]
+        every = FaultSpec(dead(network, 0.5, 0).dead, stuck(network, 0.1).stuck,
+                          upset_rate=0.5, seed=3)
+        on_chip_all = {"fault": every.to_dict(), "description": every.describe(),
+                       **on_chip_segment(network, load_dataset(network.dataset), every,
+                                         args.on_chip)}
+        print(f"  on chip, every fault: {on_chip_all}", flush=True)
 
-    network = pchw.load(ROOT / "models" / "digits")
-    data = cache.setdefault("digits", load_dataset(network.dataset))
     intact = records[0]["accuracy_intact"]
-    for rate in UPSET_RATES[:1] if args.quick else UPSET_RATES:
+    curves = {(t["spec"]["upsets"]["rate"], t["learn"]): r["record"]["curve"]
+              for t, r in zip(tasks, results) if t["kind"] == "upsets"}
+    for rate in rates:
+        off, on = curves[rate, False], curves[rate, True]
         spec = FaultSpec(upset_rate=rate, seed=3)
-        curves = {learn: upset_run(network, data, spec, epochs=1, learn=learn)
-                  for learn in (False, True)}
         upsets.append({"model": "digits", "fault": spec.to_dict(), "epochs": 1,
                        "accuracy_intact": intact,
-                       "accuracy_end_learning_off": curves[False][-1][1],
-                       "accuracy_end_learning_on": curves[True][-1][1],
-                       "min_learning_off": min(a for _, a in curves[False]),
-                       "min_learning_on": min(a for _, a in curves[True]),
-                       "curve_learning_off": curves[False], "curve_learning_on": curves[True]})
-        print(f"upsets {rate:g}/LEARN: learning off {pct(curves[False][-1][1])}, on "
-              f"{pct(curves[True][-1][1])} (intact {pct(intact)})", flush=True)
+                       "accuracy_end_learning_off": off[-1][1],
+                       "accuracy_end_learning_on": on[-1][1],
+                       "min_learning_off": min(a for _, a in off),
+                       "min_learning_on": min(a for _, a in on),
+                       "curve_learning_off": off, "curve_learning_on": on})
+        print(f"upsets {rate:g}/LEARN: learning off {pct(off[-1][1])}, on "
+              f"{pct(on[-1][1])} (intact {pct(intact)})", flush=True)
 
+    cluster = args.scheduler or f"a LocalCluster of {args.workers or os.cpu_count()} workers"
+    runner = f"pchw.sweep.map_tasks on {cluster}, cached in {CACHE.relative_to(ROOT)}"
     meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, Python "
             f"{platform.python_version()}, NumPy {np.__version__}",
             "seconds": round(time.time() - started, 1), "reference_epochs": REFERENCE_EPOCHS,
-            "quick": args.quick}
+            "quick": args.quick, "tasks": len(tasks), "runner": runner}
     RESULTS.mkdir(exist_ok=True)
     suffix = "-quick" if args.quick else ""
     (RESULTS / f"faults{suffix}.json").write_text(json.dumps(
-        {"meta": meta, "records": records, "upsets": upsets}, indent=1) + "\n")
+        {"meta": meta, "records": records, "upsets": upsets, "on_chip_every_fault": on_chip_all},
+        indent=1) + "\n")
     plot_recovery([r for r in records if r["model"] == "digits"][:3],
                   RESULTS / f"faults{suffix}.png")
     _upset_figure(upsets, RESULTS / f"faults-upsets{suffix}.png")
-    (RESULTS / f"faults{suffix}.md").write_text(_markdown(meta, records, upsets))
+    (RESULTS / f"faults{suffix}.md").write_text(_markdown(meta, records, upsets, on_chip_all))
     print(f"wrote {RESULTS / f'faults{suffix}.json'} ({meta['seconds']} s)")
+
+
+def _summary(result):
+    record = result["record"]
+    if "curve" in record and "accuracy_recovered" not in record:
+        return f"end of the curve {pct(record['curve'][-1][1])}"
+    return (f"damaged {pct(record['accuracy_damaged'])}, recovered "
+            f"{pct(record['accuracy_recovered'])}, from scratch "
+            f"{pct(record['accuracy_reference_scratch'])}")
 
 
 def _upset_figure(upsets, path):
@@ -151,7 +216,7 @@ def _upset_figure(upsets, path):
     plt.close(fig)
 
 
-def _markdown(meta, records, upsets):
+def _markdown(meta, records, upsets, on_chip_all):
     lines = [f"Faults and recovery, {meta['date']}, {meta['machine']}, bit-exact fixed-point "
              f"golden model ({meta['seconds']} s). Reference: the surviving size trained from "
              f"scratch for {meta['reference_epochs']} epochs of PC (same settings).", "",
@@ -180,6 +245,14 @@ def _markdown(meta, records, upsets):
                   f"scenario on the simulated fault-injection build ({chip['simulator']}): "
                   f"{chip['replies']} replies, {chip['mismatches']} differ from the golden model "
                   f"({chip['simulated_cycles']:,} cycles)."]
+    if on_chip_all:
+        c = on_chip_all
+        lines += ["", f"On chip with every fault ({c['description']}, seed "
+                  f"{c['fault']['seed']}): {c['fault_commands']} FAULT and {c['learn_commands']} "
+                  f"LEARN commands ({c['upsets']} upset flips) on {c['simulator']}: "
+                  f"{c['replies']} replies, {c['mismatches']} differ from the golden device "
+                  f"model, in bytes or in cycles ({c['simulated_cycles']:,} cycles)."]
+    lines += ["", f"Runner: {meta['runner']} ({meta['tasks']} tasks)."]
     return "\n".join(lines) + "\n"
 
 

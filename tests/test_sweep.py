@@ -509,3 +509,32 @@ def test_sweep_with_builds_from_the_command_line(tmp_path, capsys):
     assert report["description_hash"] == best.description_hash()
     assert not (out / "best" / "icebreaker").exists()
     assert np.isfinite(built["accuracy"])
+
+
+def test_map_tasks_runs_a_fault_grid_and_caches_it(tmp_path):
+    """pchw.sweep.map_tasks (bench/faults.py's grid runner) on a LocalCluster: the results in
+    item order, an error is a result and not cached, and a re-run computes only what failed."""
+    from pchw.faults import FaultSpec, grid_task
+    from pchw.sweep import Cache, map_tasks, task_key
+    network = pchw.load("models/xor")
+    spec = FaultSpec.from_dict({"seed": 1, "dead": [{"layer": 1, "fraction": 0.25}]}).to_dict()
+    tasks = [{"model": "models/xor", "kind": "recovery", "spec": spec, "epochs": 1,
+              "reference_epochs": 1},
+             {"model": "models/xor", "kind": "upsets", "spec": {"upsets": {"rate": 0.5}},
+              "epochs": 1, "learn": True},
+             {"model": "models/xor", "kind": "nonsense", "spec": spec, "epochs": 1}]
+    keys = [task_key("faults", network, t) for t in tasks]
+    cache, lines = Cache(tmp_path), []
+    results = map_tasks(grid_task, tasks, cache, keys=keys, labels=["a", "b", "c"],
+                        kind="faults", workers=1, progress=lines.append)
+    assert [r["status"] for r in results] == ["ok", "ok", "error"]
+    assert "kind 'nonsense'" in results[2]["reason"]
+    curve = results[1]["record"]["curve"]
+    assert results[0]["record"]["fault"] == spec and curve[0][0] == 0 and curve[-1][0] == 1
+    assert lines[0] == "3 task(s): 0 cached, 3 to compute"
+    assert any(line.startswith("[3/3] ") for line in lines)
+    lines.clear()
+    again = map_tasks(grid_task, tasks, cache, keys=keys, labels=["a", "b", "c"],
+                      kind="faults", workers=1, progress=lines.append)
+    assert lines[0] == "3 task(s): 2 cached, 1 to compute"
+    assert again[0]["record"] == results[0]["record"]
