@@ -5,8 +5,7 @@ fixed-point PC learning (trained entirely in the bit-exact model, whose weights 
 all from the same initialisation, sample order and learning rate. For digits also an
 accuracy-versus-width table (round-to-nearest vs stochastic weight updates, standard and
 fixed_prediction modes). The graph models (digits-cnn, digits-res) run in the golden model only
-(their circuits are future work); their backprop is float64 PC with the fixed prediction
-assumption, gamma = 1 and T = the longest path - 1, which equals it (docs/pc-math.md).
+(their circuits are future work); their backprop is pchw.backprop.graph_gradients.
 
 Usage: python bench/train_models.py [--only NAME ...] [--no-sweep] [--jobs N]
 """
@@ -167,9 +166,10 @@ def write_readme(result, sweep=None, backprop_float=None):
                 f"docs/network-format.md); {result['dataset']}:", "", "```",
                 *network.summary().splitlines()[4:4 + len(network.nodes)], "```", "",
                 "It runs in the golden model only (its circuits are future work: `pchw "
-                "verilog` and `pchw build` refuse it). Backprop here is float64 PC with the "
-                "fixed prediction assumption, gamma = 1 and T = the longest path - 1, which "
-                "equals it (docs/pc-math.md, Graphs)."]
+                "verilog` and `pchw build` refuse it). Backprop is "
+                "`pchw.backprop.graph_gradients` (checked against torch autograd); float64 "
+                "fixed-prediction PC with gamma = 1 and T = the longest path - 1 computes the "
+                "same updates (docs/pc-math.md, Graphs)."]
     else:
         what = [f"{' -> '.join(map(str, network.layers))} network, activations "
                 f"{', '.join(str(a) for a in network.activations)}; {result['dataset']}."]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .golden.arith import FloatArith
 
-__all__ = ["forward", "gradients", "sgd_step"]
+__all__ = ["forward", "gradients", "sgd_step", "graph_gradients"]
 
 
 def forward(network, weights, biases, inputs, arith=None):
@@ -44,3 +44,31 @@ def sgd_step(network, weights, biases, inputs, targets, learning_rate, arith=Non
         weights[l] -= learning_rate * gw[l]
         biases[l] -= learning_rate * gb[l]
     return loss
+
+
+def graph_gradients(graph, params, inputs, targets):
+    """Backprop on a :class:`~pchw.graph.Graph` with parameters ``params`` (``{"W<node>": ...,
+    "b<node>": ...}``): ``(gradients, loss)``, the gradients a dict like ``params`` summed over
+    the batch. The forward pass and the vector-Jacobian products of the ops are the float64
+    golden model's (:mod:`pchw.golden.graph`); ``delta_v = f_v'(x_v) sum_c J_c^T delta_c`` in
+    reverse topological order, no relaxation."""
+    from .golden.graph import FloatGraphModel
+    model = FloatGraphModel(graph.with_params(params).with_settings(learning_rate=1.0))
+    a = model.arith
+    x, phi = model._feedforward(model._input(inputs))
+    out = model.N - 1
+    delta = [None] * model.N
+    delta[out] = x[out] - a.target(np.atleast_2d(targets))
+    loss = 0.5 * float(np.sum(delta[out] ** 2))
+    received = [[] for _ in range(model.N)]
+    for v in range(out, 0, -1):
+        if v != out:
+            delta[v] = a.gate(v, x[v], a.message_sum(v, received[v]))
+        for p, m in model._messages(v, delta[v], phi):
+            received[p].append(m)
+    grads = {}
+    for i in graph.weighted:
+        name = graph.nodes[i].name
+        _, _, dw, db = model._update(i, delta[i], phi)     # eta = 1: delta phi^T, sum delta
+        grads[f"W{name}"], grads[f"b{name}"] = dw, db
+    return grads, loss

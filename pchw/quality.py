@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backprop import gradients
-from .golden import FloatModel
+from .backprop import gradients, graph_gradients
+from .golden import FloatModel, make_model
 from .network import Network, PCSettings
 from .train import train_backprop, train_pc
 
@@ -36,11 +36,17 @@ def gradient_agreement(network, x, y, steps=AGREEMENT_STEPS):
     Float64 PC in ``network``'s mode and inference rate, one learning step on the batch ``x``,
     ``y`` (updates and gradients summed over it). The cosine does not depend on eta.
     """
-    grad_w, grad_b, _ = gradients(network, network.weights, network.biases, x, y)
-    neg_grad = [-g for g in grad_w + grad_b]
+    from .graph import Graph
+    if isinstance(network, Graph):              # dW, db in node order, as the model's
+        grads, _ = graph_gradients(network, network.params, x, y)
+        names = [network.nodes[i].name for i in network.weighted]
+        neg_grad = [-grads[f"W{n}"] for n in names] + [-grads[f"b{n}"] for n in names]
+    else:
+        grad_w, grad_b, _ = gradients(network, network.weights, network.biases, x, y)
+        neg_grad = [-g for g in grad_w + grad_b]
     cosines = []
     for T in steps:
-        result = FloatModel(network.with_settings(inference_steps=T)).learn(x, y)
+        result = make_model(network.with_settings(inference_steps=T), False).learn(x, y)
         cosines.append(cosine(result.dW + result.db, neg_grad))
     return cosines
 

@@ -136,18 +136,28 @@ def train_pc(network, data, epochs, batch_size=1, fixed=True, seed=0, progress=N
 def train_backprop(network, data, epochs, batch_size=1, seed=0, progress=None, step=None):
     """Train with float64 SGD backprop, same initialisation, order and learning rate as PC.
 
-    Returns ``(network with the trained parameters, history)``. A graph's gradient is that of
-    float64 PC with the fixed prediction assumption, ``gamma = 1`` and ``T`` = its longest path
-    - 1, which *is* backprop's (``docs/pc-math.md``; ``tests/test_golden_graph.py`` checks it
-    against torch autograd on random graphs).
+    Returns ``(network with the trained parameters, history)`` (a graph's gradients:
+    :func:`pchw.backprop.graph_gradients`).
     """
+    from .golden.graph import FloatGraphModel
     from .graph import Graph
     if isinstance(network, Graph):
-        exact = network.with_settings(mode="fixed_prediction", inference_steps=network.depth - 1,
-                                      inference_rate=1.0)
-        model, history = train_pc(exact, data, epochs, batch_size, fixed=False, seed=seed,
-                                  progress=progress, step=step)
-        return network.with_params(model.float_params()), history
+        params = {k: v.copy() for k, v in network.params.items()}
+        targets = data.one_hot(data.y_train)
+        history = []
+        for epoch in range(epochs):
+            for i, idx in enumerate(_batches(len(data.x_train), epoch, seed, batch_size)):
+                grads, _ = backprop.graph_gradients(network, params, data.x_train[idx],
+                                                    targets[idx])
+                for key in params:
+                    params[key] -= network.pc.learning_rate * grads[key]
+                if step:
+                    step(min((i + 1) * batch_size, len(data.x_train)), len(data.x_train))
+            model = FloatGraphModel(network.with_params(params))
+            history.append(accuracy(model.predict, data.x_test, data.y_test))
+            if progress:
+                progress(epoch, history[-1])
+        return network.with_params(params), history
     weights = [w.copy() for w in network.weights]
     biases = [b.copy() for b in network.biases]
     targets = data.one_hot(data.y_train)

@@ -366,3 +366,53 @@ def test_pools_flatten_and_add_narrow_once():
     # node flat has two children (d and sum): their messages add, then saturate
     a, b = np.array([[v[4].max, -3]]), np.array([[5, v[4].min + 1]])
     assert model.arith.message_sum(4, [a, b]).tolist() == [[v[4].max, v[4].min]]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10 ** 6))
+def test_graph_backprop_equals_autograd(seed):
+    """pchw.backprop.graph_gradients (what `pchw train` compares PC with) is torch's."""
+    from pchw.backprop import graph_gradients
+    graph, rng = random_graph(seed)
+    x, y = rng.normal(0, 1, (3, graph.n_inputs)), rng.normal(0, 1, (3, graph.n_outputs))
+    expected = torch_gradients(graph, x, y)
+    grads, _ = graph_gradients(graph, graph.params, x, y)
+    for key, g in expected.items():
+        np.testing.assert_allclose(grads[key], g, rtol=1e-9, atol=1e-12)
+
+
+def test_relaxation_approaches_backprop_on_a_cnn(capsys):
+    """Cosine(PC update, -gradient) against T on a small CNN with a skip connection
+    (docs/pc-math.md, Graphs): fixed_prediction reaches backprop at T = longest path - 1 with
+    gamma = 1, and converges to it with gamma = 2^-3; standard PC comes close."""
+    from pchw.quality import gradient_agreement
+    specs = [{"name": "image", "op": "input", "shape": [1, 8, 8]},
+             {"name": "conv", "op": "conv2d", "inputs": ["image"], "channels": 4, "kernel": 3,
+              "padding": 1, "activation": "relu"},
+             {"name": "pool", "op": "avgpool", "inputs": ["conv"], "kernel": 2},
+             {"name": "flat", "op": "flatten", "inputs": ["pool"]},
+             {"name": "h", "op": "dense", "inputs": ["flat"], "units": 64, "activation": "relu"},
+             {"name": "skip", "op": "add", "inputs": ["flat", "h"]},
+             {"name": "out", "op": "dense", "inputs": ["skip"], "units": 10}]
+    graph = Graph(specs, init_seed=5)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (1, 64))
+    y = FloatGraphModel(graph).infer(x) + 0.1 * rng.normal(size=(1, 10))
+    steps = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+    rows = {}
+    for mode, gamma in (("fixed_prediction", 1.0), ("fixed_prediction", 2.0 ** -3),
+                        ("standard", 2.0 ** -3)):
+        net = graph.with_settings(mode=mode, inference_rate=gamma)
+        rows[mode, gamma] = gradient_agreement(net, x, y, steps)
+    with capsys.disabled():
+        print(f"\ncosine(PC update, -dLoss/dtheta), 1x8x8 conv 4 -> avgpool -> dense 64 + skip "
+              f"-> 10 (longest path {graph.depth}):")
+        print("  mode, gamma              " + " ".join(f"T={t:<5d}" for t in steps))
+        for (mode, gamma), cos in rows.items():
+            print(f"  {mode:16s} {gamma:<7g} " + " ".join(f"{c:.4f} " for c in cos))
+    exact = rows["fixed_prediction", 1.0]
+    assert all(c == pytest.approx(1.0, abs=1e-12) for t, c in zip(steps, exact)
+               if t >= graph.depth - 1)
+    assert exact[steps.index(2)] < 0.9999                 # T = 2 < longest path - 1 = 4
+    assert rows["fixed_prediction", 2.0 ** -3][-1] > 0.9999
+    assert rows["standard", 2.0 ** -3][-1] > 0.9
