@@ -344,3 +344,39 @@ def test_fault_command_needs_a_fault_injection_build():
     command = protocol.fault_command(network, [[0], [], []], tag=3)
     _, results = check_against_model(network, [command])
     assert protocol.parse_reply(results[0][0])[0] == protocol.Status.ERR_OPCODE
+
+
+def test_upsets_and_stuck_weights_with_mixed_formats():
+    """Upsets land in every layer of a network whose weight formats differ by layer (20-bit
+    W_2: 3-byte words, the injector's per-layer widths and bases), and stuck weights hold in
+    each: every reply and latency equals the device model's."""
+    from pchw.faults import FaultSpec
+    network = Network([2, 3, 3, 3, 2], ["identity", "hardtanh", "leaky_relu", "relu"],
+                      init_seed=7, lanes=[1, 2, 3, 1],
+                      formats=Formats(Format(12, 7), Format(10, 8), {0: Format(8, 7)},
+                                      {2: Format(20, 13)}),
+                      pc=PCSettings(mode="standard", inference_steps=2, inference_rate=0.25,
+                                    learning_rate=2.0 ** -2))
+    spec = FaultSpec.from_dict({"seed": 9, "upsets": {"rate": 6.5},
+                                "stuck": [{"layer": l, "fraction": 0.3, "value": 0.5}
+                                          for l in range(1, network.L + 1)]})
+    commands = [protocol.identify_command(), *protocol.fault_commands(network, spec.resolve(
+        network)), *good_commands(network, np.random.default_rng(1), 5)]
+    replay, (_, results) = protocol.DeviceModel(network, faults=True), \
+        check_against_model(network, commands, faults=True)
+    flips = []
+    for command, (_, latency) in zip(commands, results):
+        replay.feed(command)
+        opcode, payload, _ = protocol.parse_command(command)
+        upsets = replay.last_upsets if opcode == Opcode.LEARN else None
+        flips += [upsets] if upsets is not None else []
+        layered = opcode in (Opcode.WRITE_PARAMS, Opcode.FAULT)
+        assert latency == command_latency(network, opcode, payload[0] if layered else None,
+                                          upsets)
+    assert sum(flips) == 30           # 6 or 7 a command (the golden hash decides)
+    from pchw.faults import parameter_bits, upset_positions
+    ends = np.cumsum([network.layers[l] * (network.layers[l - 1] + 1)
+                      * network.weight_format(l).width for l in range(1, network.L + 1)])
+    hit = {int(np.searchsorted(ends, p, side="right")) + 1 for k in range(5)
+           for p in upset_positions(spec, k, parameter_bits(network))}
+    assert hit == set(range(1, network.L + 1))
