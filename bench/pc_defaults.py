@@ -32,7 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # the runs are small; threa
 import numpy as np  # noqa: E402
 
 from pchw.datasets import load_dataset  # noqa: E402
-from pchw.defaults import DEFAULT_MODE, LEARNING_RATE, default_settings  # noqa: E402
+from pchw.defaults import DEFAULT_MODE, LEARNING_RATE, with_defaults  # noqa: E402
 from pchw.golden import FloatModel, energy_rises  # noqa: E402
 from pchw.network import Network, PCSettings  # noqa: E402
 from pchw.train import DivergenceGuard, _batches, accuracy, train_backprop, train_pc  # noqa: E402
@@ -64,10 +64,36 @@ def initial_network(layers):
     return Network(layers, ["identity"] + ["relu"] * (len(layers) - 2), init_seed=0)
 
 
-def settings(network, mode):
+def configured(network, mode):
+    """``network`` with the settings and formats of run ``mode``."""
     if mode == "old":
-        return OLD
-    return default_settings(network, DEFAULT_MODE if mode == "default" else mode)
+        return network.with_settings(**vars(OLD))       # and the formats it had: the defaults
+    return with_defaults(network, DEFAULT_MODE if mode == "default" else mode)
+
+
+def settings(network, mode):
+    return configured(network, mode).pc
+
+
+def run_key(network, mode):
+    """What a run's result depends on besides the network's topology (all runs are
+    deterministic): its settings and formats."""
+    net = configured(network, mode)
+    pc = net.pc
+    return {"mode": pc.mode, "T": pc.inference_steps, "gamma": pc.inference_rate,
+            "eta": pc.learning_rate, "rounding": pc.weight_rounding,
+            "values": str(net.formats.value), "weights": str(net.formats.weight)}
+
+
+#: What the runs before formats and rounding were recorded ran with.
+LEGACY = {"rounding": "nearest", "values": "Q16.10", "weights": "Q16.12"}
+
+
+def stale(row, name, mode):
+    """Whether a stored run ``row`` of network ``name`` was run with other settings or formats
+    than run ``mode`` has now."""
+    return any(row.get(k, LEGACY.get(k)) != v
+               for k, v in run_key(initial_network(NETWORKS[name][1]), mode).items())
 
 
 def backprop_run(args):
@@ -84,16 +110,14 @@ def pc_run(args):
     name, mode, epochs = args
     dataset, layers = NETWORKS[name]
     initial = initial_network(layers)
-    pc = settings(initial, mode)
-    network = initial.with_settings(**vars(pc))
+    network = configured(initial, mode)
     warnings = []
     start = time.perf_counter()
     model, history = train_pc(network, load_dataset(dataset), epochs, fixed=True,
                               warn=warnings.append)
-    row = {"network": name, "run": mode, "mode": pc.mode, "T": pc.inference_steps,
-           "gamma": pc.inference_rate, "eta": pc.learning_rate, "history": history,
+    row = {"network": name, "run": mode, **run_key(initial, mode), "history": history,
            "warnings": warnings, "saturations": model.saturations.as_dict(),
-           "seconds": time.perf_counter() - start}
+           "seconds": time.perf_counter() - start, "date": str(date.today())}
     print(f"{name} {mode}: {history[-1]:.2%} ({row['seconds']:.0f} s)", flush=True)
     return row
 
@@ -193,6 +217,19 @@ def pct(v):
     return f"{100 * v:.2f}%"
 
 
+def _carried(runs, today):
+    """A sentence naming the runs kept from an earlier date (``--changed``)."""
+    older = sorted({r.get("date", "") for r in runs if r["run"] != "backprop float64"
+                    and r.get("date", "") != today})
+    if not older:
+        return ""
+    n = sum(r.get("date", "") != today for r in runs if r["run"] != "backprop float64")
+    return (f" {n} PC runs whose settings and formats did not change were kept from "
+            f"{', '.join(d or 'an earlier run' for d in older)} (`--changed`: the runs are "
+            "deterministic, so a rerun gives the same figures); the others were run "
+            f"{today}.")
+
+
 def markdown(result):
     runs = result["runs"]
     epochs = result["epochs"]
@@ -200,10 +237,11 @@ def markdown(result):
              f"Online (batch-1) learning, {epochs} epochs, initialisation seed 0, one sample "
              "order; test accuracy after the last epoch (and the lowest of the last 10 "
              "epochs). Backprop: float64 at eta = 2^-5. PC: fixed point (the bit-exact golden "
-             "model, Q16.10 values, Q16.12 weights), settings from "
-             "`pchw.defaults.default_settings` (docs/pc-math.md, Defaults); `old`: standard, "
-             "T = 8, gamma = 2^-1, eta = 2^-5, what `pchw init` wrote before. Bound: issue 17's "
-             "target, points below backprop.", "",
+             "model; value and weight formats in the settings column), settings and formats "
+             "from `pchw.defaults.with_defaults` (docs/pc-math.md, Defaults); `old`: standard, "
+             "T = 8, gamma = 2^-1, eta = 2^-5, Q16.10 values, what `pchw init` wrote before. "
+             "Bound: issue 17's target, points below backprop."
+             + _carried(runs, result["date"]), "",
              "| network | run | settings | backprop float64 | PC fixed point (min last 10) "
              "| PC - backprop | bound | guard |", "|---|---|---|---:|---:|---:|---:|---|"]
     backprop = {r["network"]: r["history"] for r in runs if r["run"] == "backprop float64"}
@@ -220,7 +258,9 @@ def markdown(result):
                           for w in r["warnings"]) or "quiet"
         lines.append(
             f"| {r['network']} | {r['run']} | {r['mode']}, T={r['T']}, gamma=2^"
-            f"{int(np.log2(r['gamma']))}, eta=2^{int(np.log2(r['eta']))} | "
+            f"{int(np.log2(r['gamma']))}, eta=2^{int(np.log2(r['eta']))}, "
+            f"{r.get('values', 'Q16.10')}/{r.get('weights', 'Q16.12')}"
+            f"{', stochastic' if r.get('rounding') == 'stochastic' else ''} | "
             f"{pct(bp[-1]) if bp else '-'} | {pct(h[-1])} ({pct(min(h[-10:]))}) | "
             f"{'-' if gap is None else f'{gap:+.2f}'}{verdict} | "
             f"{'-' if bound is None else bound} | {guard} |")
@@ -250,6 +290,9 @@ def main():
                         help="rerun only the diagnosis, keeping pc_defaults.json's table")
     parser.add_argument("--merge", action="store_true",
                         help="add these runs to pc_defaults.json (replacing the same ones)")
+    parser.add_argument("--changed", action="store_true",
+                        help="rerun only the PC runs of pc_defaults.json whose settings or "
+                             "formats differ from pchw.defaults' now (implies --merge)")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite pc_defaults.md (and the figures) from pc_defaults.json")
     args = parser.parse_args()
@@ -269,6 +312,15 @@ def main():
         start = time.perf_counter()
         # Longest first: standard and incremental PC relax T steps per sample.
         tasks = [(n, m, args.epochs) for m in args.modes for n in names]
+        if args.changed:
+            args.merge = True
+            stored = {(r["network"], r["run"]): r for r in
+                      json.loads((RESULTS / "pc_defaults.json").read_text())["runs"]}
+            names = sorted({r[0] for r in stored})
+            tasks = [(n, m, args.epochs) for n in names for m in args.modes
+                     if (n, m) in stored and stale(stored[n, m], n, m)]
+            names = []                          # backprop: deterministic, unchanged
+            args.no_diagnosis = True            # float64 at fixed settings: unchanged
         tasks.sort(key=lambda t: -settings(initial_network(NETWORKS[t[0]][1]), t[1])
                    .inference_steps * len(NETWORKS[t[0]][1]) * (4 if "digits" in t[0] else 1))
         with Pool(args.jobs) as pool:
@@ -282,8 +334,10 @@ def main():
             figures(diagnosis, {"runs": runs})
         if args.merge:
             old = json.loads((RESULTS / "pc_defaults.json").read_text())
-            new = {(r["network"], r["run"]) for r in runs}
-            runs = [r for r in old["runs"] if (r["network"], r["run"]) not in new] + runs
+            new = {(r["network"], r["run"]): r for r in runs}
+            kept = [new.pop((r["network"], r["run"]), {"date": old["date"], **r})
+                    for r in old["runs"]]
+            runs = kept + list(new.values())
             diagnosis = diagnosis or old["diagnosis"]
         result = {"date": str(date.today()),
                   "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

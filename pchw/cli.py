@@ -6,13 +6,14 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .datasets import DATASETS, load_dataset
-from .defaults import DEFAULT_MODE, default_settings
+from .defaults import DEFAULT_MODE, with_defaults
 from .errors import PchwError
 from .golden import make_model
 from .graph import hardware_network
@@ -173,7 +174,7 @@ def cmd_init(args):
         ["identity"] + ["relu"] * (len(layers) - 2)
     network = Network(layers, activations, init_seed=args.seed, name=Path(args.model).name,
                       dataset=args.dataset, source="pchw init")
-    network = network.with_settings(**vars(default_settings(network, args.mode)))
+    network = with_defaults(network, args.mode)
     _saving(args.model, network.save, args.model)
     print(f"wrote {args.model}/network.toml and weights.npz (random initialisation, seed "
           f"{args.seed}); edit network.toml, then `pchw train {args.model}`")
@@ -186,17 +187,25 @@ def cmd_train(args):
         network = network.with_params(*params) if isinstance(params, tuple) else \
             network.with_params(params)
     if args.mode and args.mode != network.pc.mode:
-        # The model's T and gamma were chosen for its own mode: derive the relaxation for the
-        # other mode from the network, as pchw init does (pchw.defaults, docs/pc-math.md).
-        from .defaults import LEARNING_RATE, default_settings
+        # The model's T, gamma and value format were chosen for its own mode: derive them for
+        # the other mode from the network, as pchw init does (pchw.defaults, docs/pc-math.md);
+        # eta keeps the model's ratio to its own mode's default.
+        from .defaults import LEARNING_RATE, default_formats, default_settings
         derived = default_settings(network, args.mode)
-        eta = network.pc.learning_rate * derived.learning_rate / LEARNING_RATE
+        chain = hasattr(network, "layers")          # a graph's own mode may not be derivable
+        own = default_settings(network, network.pc.mode).learning_rate if chain \
+            else LEARNING_RATE
+        eta = network.pc.learning_rate * derived.learning_rate / own
+        value = network.formats.value
+        if chain and value == default_formats(network, network.pc.mode).value:  # not the user's
+            value = default_formats(network, args.mode).value
+            network = network.with_formats(replace(network.formats, value=value))
         network = network.with_settings(mode=args.mode, inference_steps=derived.inference_steps,
                                         inference_rate=derived.inference_rate,
                                         learning_rate=eta)
         _progress(f"--mode {args.mode}: T = {derived.inference_steps}, gamma = "
-                  f"{derived.inference_rate:g}, eta = {eta:g}, derived from the network "
-                  "(pchw.defaults; the model's own settings are for its mode)")
+                  f"{derived.inference_rate:g}, eta = {eta:g}, values {value}, derived from the "
+                  "network (pchw.defaults; the model's own settings are for its mode)")
     if args.output:
         _output_folder(args.output, "-o")
     data = _dataset_for(network, args)

@@ -6,7 +6,9 @@ import pytest
 import pchw
 from pchw.cli import main
 from pchw.datasets import load_dataset
-from pchw.defaults import DEFAULT_MODE, default_settings, relaxation_bound
+from pchw.defaults import (DEEP_VALUE_FORMAT, DEFAULT_MODE, default_formats, default_settings,
+                           relaxation_bound, with_defaults)
+from pchw.fixedpoint import Format
 from pchw.golden import FixedModel, FloatModel, energy_rises
 from pchw.network import Network, PCSettings
 from pchw.train import DivergenceGuard, train_pc
@@ -113,17 +115,38 @@ def test_train_warns_on_the_old_defaults(capsys):
     assert len(warnings) == 1 and "pc.inference_rate (gamma) = 0.5" in warnings[0]
 
 
-#: (dataset, hidden units, mode, epochs, test accuracy reached): `pchw init` settings, then a
-#: short fixed-point training (bench/learning_quality.py measures the full 30 epochs).
+def test_default_formats_rule():
+    """Q16.12 values for standard and incremental PC with more than one hidden layer (their
+    lower layers' small relaxation steps), Q16.10 otherwise; weights Q16.12; every format 16
+    bits wide (one SB_MAC16 operand)."""
+    one = Network([64, 32, 10], ["identity", "relu"])
+    deep = Network([64, 32, 16, 10], ["identity", "relu", "relu"])
+    for mode in ("fixed_prediction", "standard", "incremental"):
+        assert default_formats(one, mode).value == Format(16, 10)
+        deep_value = default_formats(deep, mode).value
+        assert deep_value == (Format(16, 10) if mode == "fixed_prediction" else DEEP_VALUE_FORMAT)
+        for net in (one, deep):
+            f = default_formats(net, mode)
+            assert f.weight == Format(16, 12) and f.value.width == f.weight.width == 16
+    configured = with_defaults(deep, "standard")
+    assert configured.pc == default_settings(deep, "standard")
+    assert configured.formats == default_formats(deep, "standard")
+    with pytest.raises(ValueError):
+        default_formats(deep, "backprop")
+
+
+#: (dataset, hidden layers, mode, epochs, test accuracy reached): `pchw init` settings and
+#: formats, then a short fixed-point training (bench/pc_defaults.py measures 30 epochs).
 SHORT_RUNS = [
-    ("xor", 8, DEFAULT_MODE, 100, 1.0),
-    ("iris", 8, DEFAULT_MODE, 5, 0.9),
-    ("wine", 16, DEFAULT_MODE, 5, 0.95),
-    ("breast_cancer", 16, DEFAULT_MODE, 2, 0.9),
-    ("digits", 16, DEFAULT_MODE, 2, 0.85),
-    ("xor", 8, "standard", 100, 1.0),
-    ("breast_cancer", 16, "standard", 2, 0.95),
-    ("xor", 8, "incremental", 100, 1.0),
+    ("xor", (8,), DEFAULT_MODE, 100, 1.0),
+    ("iris", (8,), DEFAULT_MODE, 5, 0.9),
+    ("wine", (16,), DEFAULT_MODE, 5, 0.95),
+    ("breast_cancer", (16,), DEFAULT_MODE, 2, 0.9),
+    ("digits", (16,), DEFAULT_MODE, 2, 0.85),
+    ("xor", (8,), "standard", 100, 1.0),
+    ("breast_cancer", (16,), "standard", 2, 0.95),
+    ("xor", (8,), "incremental", 100, 1.0),
+    ("wine", (16, 16), "standard", 3, 0.9),
 ]
 
 
@@ -131,10 +154,11 @@ SHORT_RUNS = [
 def test_init_then_train_learns(tmp_path, name, hidden, mode, epochs, reached):
     data = load_dataset(name)
     path = tmp_path / name
-    assert main(["init", str(path), "--layers", f"{data.n_features},{hidden},{data.n_classes}",
-                 "--dataset", name, "--mode", mode]) == 0
+    layers = ",".join(str(n) for n in (data.n_features, *hidden, data.n_classes))
+    assert main(["init", str(path), "--layers", layers, "--dataset", name, "--mode", mode]) == 0
     network = pchw.load(path)
     assert network.pc == default_settings(network, mode)
+    assert network.formats == default_formats(network, mode)
     warnings = []
     _, history = train_pc(network, data, epochs, fixed=True, warn=warnings.append)
     assert history[-1] >= reached
