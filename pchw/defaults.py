@@ -1,6 +1,7 @@
 """PC settings derived from the network: what ``pchw init`` (and a model import) writes.
 
-One function, :func:`default_settings`, states the rule of ``docs/pc-math.md`` ("Defaults"):
+:func:`default_settings` and :func:`default_formats` state the rule of ``docs/pc-math.md``
+("Defaults"); :func:`with_defaults` applies both:
 
 - ``fixed_prediction`` (the default mode): ``T = L - 1`` and ``gamma = 1``, where the update
   *is* backprop's gradient step (float64; fixed point rounds it).
@@ -9,13 +10,21 @@ One function, :func:`default_settings`, states the rule of ``docs/pc-math.md`` (
   ``2 / lambda_max`` of the energy's Hessian in the hidden values. :func:`relaxation_bound`
   bounds ``lambda_max`` from the weights; ``gamma`` is the largest power of two with
   ``gamma * bound <= 1/2`` (a factor 4 below divergence: the weights grow while the network
-  learns, and the Hessian with them). ``T = 1/gamma + L - 2``: ``L - 1`` steps carry the output
-  error down to the first hidden layer, and about ``1/gamma`` more relax it by one time
-  constant.
-- ``eta = 2^-5`` (what backprop learns with at batch 1 on the bundled datasets); in
-  ``incremental`` mode every one of the ``T`` steps updates the weights, so ``eta`` is divided
-  by ``T / 2`` (rounded to a power of two): measured, the ``T`` updates of a sample add up to
-  about ``T / 2`` backprop steps, as the errors shrink while the state relaxes.
+  learns, and the Hessian with them).
+- ``T`` (standard): ``L - 2`` steps carry the output error down to the first hidden layer,
+  then ``1 / (gamma lambda_min)`` relax the slowest mode by one time constant
+  (:func:`slowest_relaxation`; ``lambda_min >= 1`` with one hidden layer, so ``T = 1/gamma +
+  L - 2`` there; 0.11-0.25 with two or three). Incremental: ``T = 1/gamma + L - 2``.
+- ``eta = 2^-5`` (what backprop learns with at batch 1 on the bundled datasets); standard PC
+  with more than one hidden layer: ``4 * 2^-5``, as the relaxed errors give each layer about a
+  quarter of backprop's update; in ``incremental`` mode every one of the ``T`` steps updates
+  the weights, so ``eta`` is divided by ``T / 2`` (rounded to a power of two): measured, the
+  ``T`` updates of a sample add up to about ``T / 2`` backprop steps, as the errors shrink
+  while the state relaxes.
+- Formats (:func:`default_formats`): Q16.10 values and Q16.12 weights, but Q16.12 values for
+  standard PC with more than one hidden layer, whose small relaxation steps (``gamma = 2^-4``
+  drops 4 bits of every value update) stop its lower layers at Q16.10. All 16 bits wide: one
+  SB_MAC16 operand each.
 """
 
 import math

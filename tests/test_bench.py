@@ -96,13 +96,35 @@ def test_pc_defaults_table_judges_against_the_bounds():
 
     def run(name, acc):
         return {"network": "wine-13-16-3", "run": name, "mode": "standard", "T": 8,
-                "gamma": 0.125, "eta": 2.0 ** -5, "history": [acc], "warnings": []}
+                "gamma": 0.125, "eta": 2.0 ** -5, "history": [acc], "warnings": [], "date": "today"}
     result = {"date": "today", "machine": "m", "epochs": 1, "diagnosis": [],
               "runs": [{"network": "wine-13-16-3", "run": "backprop float64",
                         "history": [0.95]}, run("default", 0.945), run("standard", 0.92)]}
     text = bench.markdown(result)
     assert "| -0.50 (within) | 1.0 | quiet |" in text
     assert "| -3.00 (**outside**) | 2.0 | quiet |" in text
+    assert "kept from" not in text                    # every PC run is of the table's date
+
+
+def test_pc_defaults_reruns_only_changed_runs():
+    """`--changed` reruns a stored run only if its settings or formats differ from what
+    pchw.defaults gives now; runs stored before formats were recorded ran with Q16.10/Q16.12
+    and round-to-nearest."""
+    bench = _bench("pc_defaults")
+    net = bench.initial_network(bench.NETWORKS["digits-64-32-16-10"][1])
+    now = bench.run_key(net, "standard")
+    assert now["values"] == str(bench.configured(net, "standard").formats.value)
+    row = dict(now)
+    assert not bench.stale(row, "digits-64-32-16-10", "standard")
+    assert bench.stale({**row, "T": row["T"] + 1}, "digits-64-32-16-10", "standard")
+    legacy = {k: v for k, v in bench.run_key(net, "old").items()
+              if k not in ("rounding", "values", "weights")}
+    assert not bench.stale(legacy, "digits-64-32-16-10", "old")
+    assert bench.stale({**legacy, "values": "Q16.12"}, "digits-64-32-16-10", "old")
+    runs = [{"network": "n", "run": "standard", "date": "2026-12-01"},
+            {"network": "n", "run": "default", "date": "2026-12-03"}]
+    assert "1 PC runs whose settings and formats did not change were kept from 2026-12-01" \
+        in bench._carried(runs, "2026-12-03")
 
 
 def test_board_throughput_ratios_count_necessary_macs(monkeypatch):

@@ -58,6 +58,28 @@ def test_train_in_another_mode_derives_its_relaxation(tmp_path, capsys):
     assert (f"--mode standard: T = {derived.inference_steps}, gamma = "
             f"{derived.inference_rate:g}") in err
     assert derived.inference_rate < 1
+    assert "values Q16.10" in err                     # one hidden layer: pchw.defaults' Q16.10
+
+
+def test_train_in_another_mode_derives_its_value_format(tmp_path, capsys):
+    """A deep fixed_prediction model trained with --mode standard gets the value format
+    pchw.defaults gives standard PC (Q16.12), unless its own is not its mode's default."""
+    from pchw.defaults import default_formats
+    from pchw.fixedpoint import Format
+    path = tmp_path / "m"
+    assert main(["init", str(path), "--layers", "4,3,3,3", "--dataset", "iris"]) == 0
+    network = pchw.load(path)
+    deep = default_formats(network, "standard").value
+    assert deep != network.formats.value
+    capsys.readouterr()
+    args = ["train", str(path), "--mode", "standard", "--epochs", "1", "--no-backprop"]
+    assert main(args) == 0
+    assert f"values {deep}" in capsys.readouterr().err
+    text = (path / "network.toml").read_text().replace("frac = 10", "frac = 9")
+    (path / "network.toml").write_text(text)
+    assert pchw.load(path).formats.value == Format(16, 9)
+    assert main(args) == 0
+    assert "values Q16.9" in capsys.readouterr().err
 
 
 def test_golden_learn_writes_updates(xor_model, tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Derived PC settings (pchw.defaults), the energy monitor and the divergence guard."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -7,7 +9,7 @@ import pchw
 from pchw.cli import main
 from pchw.datasets import load_dataset
 from pchw.defaults import (DEEP_VALUE_FORMAT, DEFAULT_MODE, default_formats, default_settings,
-                           relaxation_bound, with_defaults)
+                           relaxation_bound, slowest_relaxation, with_defaults)
 from pchw.fixedpoint import Format
 from pchw.golden import FixedModel, FloatModel, energy_rises
 from pchw.network import Network, PCSettings
@@ -78,10 +80,43 @@ def test_default_settings_rule():
         assert s.inference_rate * relaxation_bound(net) <= 0.5 < \
             2 * s.inference_rate * relaxation_bound(net)
         assert s.inference_steps == round(1 / s.inference_rate) + net.L - 2
+    assert default_settings(net, "standard").learning_rate == 2.0 ** -5
     deep = Network([64, 32, 16, 10], ["identity", "relu", "relu"])
     assert default_settings(deep).inference_steps == 2
-    assert default_settings(deep, "standard").inference_steps == \
-        round(1 / default_settings(deep, "standard").inference_rate) + 1
+    standard = default_settings(deep, "standard")
+    assert slowest_relaxation(deep) < 1
+    # One time constant of the slowest mode, after the L - 2 steps that carry the error down.
+    assert standard.inference_steps == 1 + math.ceil(
+        1 / (standard.inference_rate * slowest_relaxation(deep)))
+    assert standard.learning_rate == 4 * default_settings(net, "standard").learning_rate
+    incremental = default_settings(deep, "incremental")
+    assert incremental.inference_steps == round(1 / incremental.inference_rate) + 1
+
+
+def test_slowest_relaxation(monkeypatch):
+    """lambda_min of the Hessian with every unit active: at least 1 with one hidden layer (the
+    old T = 1/gamma + L - 2), smaller deeper; the bound used for large networks is below it."""
+    import pchw.defaults as defaults
+    rng = np.random.default_rng(2)
+    assert slowest_relaxation(Network([5, 7, 3], ["identity", "relu"])) == 1.0
+    narrow = Network([5, 2, 3], ["identity", "relu"], init_seed=3)
+    assert slowest_relaxation(narrow) == pytest.approx(
+        np.linalg.eigvalsh(np.eye(2) + narrow.weights[1].T @ narrow.weights[1])[0])
+    for layers in ([4, 6, 5, 3], [3, 8, 4, 6, 2]):
+        net = Network(layers, ["identity"] + ["relu"] * (len(layers) - 2),
+                      init_seed=int(rng.integers(100)))
+        exact = slowest_relaxation(net)
+        L, hidden = net.L, layers[1:-1]
+        offsets = np.concatenate([[0], np.cumsum(layers[1:])])
+        J = np.zeros((sum(layers[1:]), sum(hidden)))
+        for l in range(1, L):
+            J[offsets[l - 1]:offsets[l], offsets[l - 1]:offsets[l]] = np.eye(layers[l])
+            J[offsets[l]:offsets[l + 1], offsets[l - 1]:offsets[l]] = -net.weights[l]
+        assert exact == pytest.approx(np.linalg.svd(J, compute_uv=False)[-1] ** 2)
+        assert 0 < exact < 1
+        monkeypatch.setattr(defaults, "_DENSE_HIDDEN", 1)
+        assert 0 < slowest_relaxation(net) <= exact
+        monkeypatch.undo()
 
 
 def test_guard_names_the_setting_to_change():
@@ -116,15 +151,15 @@ def test_train_warns_on_the_old_defaults(capsys):
 
 
 def test_default_formats_rule():
-    """Q16.12 values for standard and incremental PC with more than one hidden layer (their
-    lower layers' small relaxation steps), Q16.10 otherwise; weights Q16.12; every format 16
+    """Q16.12 values for standard PC with more than one hidden layer (the small relaxation
+    steps of its lower layers), Q16.10 otherwise; weights Q16.12; every format 16
     bits wide (one SB_MAC16 operand)."""
     one = Network([64, 32, 10], ["identity", "relu"])
     deep = Network([64, 32, 16, 10], ["identity", "relu", "relu"])
     for mode in ("fixed_prediction", "standard", "incremental"):
         assert default_formats(one, mode).value == Format(16, 10)
         deep_value = default_formats(deep, mode).value
-        assert deep_value == (Format(16, 10) if mode == "fixed_prediction" else DEEP_VALUE_FORMAT)
+        assert deep_value == (DEEP_VALUE_FORMAT if mode == "standard" else Format(16, 10))
         for net in (one, deep):
             f = default_formats(net, mode)
             assert f.weight == Format(16, 12) and f.value.width == f.weight.width == 16
@@ -146,7 +181,7 @@ SHORT_RUNS = [
     ("xor", (8,), "standard", 100, 1.0),
     ("breast_cancer", (16,), "standard", 2, 0.95),
     ("xor", (8,), "incremental", 100, 1.0),
-    ("wine", (16, 16), "standard", 3, 0.9),
+    ("wine", (16, 16), "standard", 1, 0.9),
 ]
 
 
