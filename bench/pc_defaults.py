@@ -230,6 +230,29 @@ def _carried(runs, today):
             f"{today}.")
 
 
+def summary(runs):
+    """One row per network: backprop, then each PC run's last accuracy (the README's table)."""
+    table = {}
+    for r in runs:
+        table.setdefault(r["network"], {})[r["run"]] = r["history"][-1]
+    lines = ["| network | backprop float64 | default | standard | incremental | old defaults |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in NETWORKS:
+        row = table.get(name)
+        if not row:
+            continue
+        bp = row.get("backprop float64")
+        cells = []
+        for run in ("default", "standard", "incremental", "old"):
+            acc = row.get(run)
+            outside = (acc is not None and bp is not None and run in BOUNDS
+                       and 100 * (acc - bp) < -BOUNDS[run])
+            cells.append("-" if acc is None else f"**{pct(acc)}**" if outside else pct(acc))
+        lines.append(f"| {name.replace('-', ' ', 1)} | {pct(bp) if bp is not None else '-'} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(result):
     runs = result["runs"]
     epochs = result["epochs"]
@@ -264,6 +287,8 @@ def markdown(result):
             f"{pct(bp[-1]) if bp else '-'} | {pct(h[-1])} ({pct(min(h[-10:]))}) | "
             f"{'-' if gap is None else f'{gap:+.2f}'}{verdict} | "
             f"{'-' if bound is None else bound} | {guard} |")
+    lines += ["", "Summary (test accuracy after the last epoch; PC in fixed point; **bold**: "
+              "outside issue 17's bound):", ""] + summary(runs)
     if result.get("diagnosis"):
         lines += ["", "Diagnosis, float64 standard PC on digits 64-16-10, T = 8: test accuracy "
                   "per epoch (every 3rd), and in brackets the share of probed samples (one in 8) "
