@@ -233,6 +233,7 @@ def _carried(runs, today):
 def summary(runs):
     """One row per network: backprop, then each PC run's last accuracy (the README's table)."""
     table = {}
+    runs_by = {(r["network"], r["run"]): r for r in runs}
     for r in runs:
         table.setdefault(r["network"], {})[r["run"]] = r["history"][-1]
     lines = ["| network | backprop float64 | default | standard | incremental | old defaults |",
@@ -247,7 +248,10 @@ def summary(runs):
             acc = row.get(run)
             outside = (acc is not None and bp is not None and run in BOUNDS
                        and 100 * (acc - bp) < -BOUNDS[run])
-            cells.append("-" if acc is None else f"**{pct(acc)}**" if outside else pct(acc))
+            text = "-" if acc is None else f"**{pct(acc)}**" if outside else pct(acc)
+            if acc is not None and stale(runs_by[name, run], name, run):
+                text += " (previous rule, not rerun)"
+            cells.append(text)
         lines.append(f"| {name.replace('-', ' ', 1)} | {pct(bp) if bp is not None else '-'} | "
                      + " | ".join(cells) + " |")
     return lines
@@ -279,6 +283,8 @@ def markdown(result):
                                                            else " (**outside**)")
         guard = "; ".join(w.split(":")[0] + (": energy" if "energy" in w else ": accuracy")
                           for w in r["warnings"]) or "quiet"
+        if r["network"] in NETWORKS and stale(r, r["network"], r["run"]):
+            guard += " (**not rerun**: pchw.defaults now gives other settings or formats)"
         lines.append(
             f"| {r['network']} | {r['run']} | {r['mode']}, T={r['T']}, gamma=2^"
             f"{int(np.log2(r['gamma']))}, eta=2^{int(np.log2(r['eta']))}, "

@@ -94,9 +94,11 @@ def test_pc_defaults_table_judges_against_the_bounds():
     assert bench.settings(net, "default") == default_settings(net)
     assert bench.settings(net, "standard") == default_settings(net, "standard")
 
+    wine = bench.initial_network(bench.NETWORKS["wine-13-16-3"][1])
+
     def run(name, acc):
-        return {"network": "wine-13-16-3", "run": name, "mode": "standard", "T": 8,
-                "gamma": 0.125, "eta": 2.0 ** -5, "history": [acc], "warnings": [], "date": "today"}
+        return {"network": "wine-13-16-3", "run": name, **bench.run_key(wine, name),
+                "history": [acc], "warnings": [], "date": "today"}
     result = {"date": "today", "machine": "m", "epochs": 1, "diagnosis": [],
               "runs": [{"network": "wine-13-16-3", "run": "backprop float64",
                         "history": [0.95]}, run("default", 0.945), run("standard", 0.92)]}
@@ -121,6 +123,14 @@ def test_pc_defaults_reruns_only_changed_runs():
               if k not in ("rounding", "values", "weights")}
     assert not bench.stale(legacy, "digits-64-32-16-10", "old")
     assert bench.stale({**legacy, "values": "Q16.12"}, "digits-64-32-16-10", "old")
+    old_row = {"network": "digits-64-32-16-10", "run": "standard", **legacy, "T": 17,
+               "history": [0.5], "warnings": [], "date": "today"}
+    result = {"date": "today", "machine": "m", "epochs": 1, "diagnosis": [], "runs": [
+        {"network": "digits-64-32-16-10", "run": "backprop float64", "history": [0.9]},
+        old_row, {**old_row, **now, "run": "standard", "history": [0.89]}]}
+    assert bench.markdown(result).count("**not rerun**") == 1
+    assert "89.00% |" in bench.summary(result["runs"])[-1]           # the rerun replaces it
+    assert "**50.00%** (previous rule, not rerun)" in bench.summary(result["runs"][:2])[-1]
     runs = [{"network": "n", "run": "standard", "date": "2026-12-01"},
             {"network": "n", "run": "default", "date": "2026-12-03"}]
     assert "1 PC runs whose settings and formats did not change were kept from 2026-12-01" \
