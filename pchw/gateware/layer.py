@@ -450,8 +450,11 @@ class PCLayer(wiring.Component):
             P, signed(wf.width), signed(vin.width), signed(vf.width),
             signed(wf.width + vin.frac + 1), terms=max(n_in, R * P),
             col_init=round_offset(msg_shift), row_shift=mu_shift, col_shift=msg_shift)
+        # Whether the products start a sum, compared a stage early (a register, not a
+        # comparator, in front of the accumulators' adders).
+        first = _delayed(m, Mux(column, s_r[X - 1] == 0, s_j[X - 1] == 0), "sX_first")
         m.d.comb += [mac.v.eq(phi), mac.column.eq(column), mac.unit_w.eq(late_weights),
-                     mac.first.eq(Mux(column, sX_r == 0, sX_j == 0)),
+                     mac.first.eq(first),
                      mac.row_en.eq(sX & row_pass), mac.col_en.eq(sX & sends)]
         for p in range(P):
             m.d.comb += [mac.w[p].eq(w_rd[p].data), mac.e[p].eq(eps[p]),

@@ -279,17 +279,21 @@ class UARTTransmitter(wiring.Component):
         timer = Signal(range(d))        # cycles left in the current bit, minus one
         left = Signal(range(10))        # bits still to send after the current one
         bits = Signal(9)                # data bits still to send, then the stop bit
-        done = (timer == 0) & (left == 0)
+        # timer == 0 and left == 0, kept in registers: ``ready`` is one gate from flip-flops
+        # (the reply path behind it is long).
+        bit_end, last_bit = Signal(), Signal()
+        done = bit_end & last_bit
 
         m.d.comb += self.i_stream.ready.eq(~busy | done)
         with m.If(self.i_stream.valid & self.i_stream.ready):
             m.d.sync += [self.tx.eq(0), bits.eq(Cat(self.i_stream.payload, 1)),
-                         timer.eq(d - 1), left.eq(9), busy.eq(1)]
+                         timer.eq(d - 1), bit_end.eq(d == 1), left.eq(9), last_bit.eq(0),
+                         busy.eq(1)]
         with m.Elif(busy):
-            m.d.sync += timer.eq(timer - 1)
+            m.d.sync += [timer.eq(timer - 1), bit_end.eq(timer == 1)]
             with m.If(done):
                 m.d.sync += busy.eq(0)
-            with m.Elif(timer == 0):
+            with m.Elif(bit_end):
                 m.d.sync += [self.tx.eq(bits[0]), bits.eq(bits[1:]), left.eq(left - 1),
-                             timer.eq(d - 1)]
+                             last_bit.eq(left == 1), timer.eq(d - 1), bit_end.eq(d == 1)]
         return m
