@@ -197,6 +197,7 @@ class NetworkTop(wiring.Component):
                          ds.y_data.eq(core.y_data)]
 
         rom = Array(Const(b, 8) for b in identify)
+        fetched = Signal(32)                # the next reply value, sign-extended
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(decoder.o_command.valid):
@@ -320,27 +321,35 @@ class NetworkTop(wiring.Component):
                         m.next = "FETCH"
             with m.State("FETCH"):
                 # The parameter port reads one cycle after the address.
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                # The serialiser registers the value (the memories' outputs are slow).
-                m.d.comb += ser.i_stream.valid.eq(1)
+                m.next = "READ"
+            with m.State("READ"):
+                # The value is registered before the serialiser takes it (the memories'
+                # outputs and the read multiplexers are slow).
                 with m.Switch(source):
                     with m.Case(_Source.ERROR):
-                        m.d.comb += [ser.i_stream.p.value.eq(command.opcode),
-                                     ser.i_stream.p.width.eq(1)]
+                        m.d.sync += fetched.eq(command.opcode)
                     with m.Case(_Source.IDENTIFY):
-                        m.d.comb += [ser.i_stream.p.value.eq(rom[walker.index]),
-                                     ser.i_stream.p.width.eq(1)]
+                        m.d.sync += fetched.eq(rom[walker.index])
                     with m.Case(_Source.OUTPUT):
-                        m.d.comb += [ser.i_stream.p.value.eq(core.y_data),
-                                     ser.i_stream.p.width.eq(vbytesL)]
+                        m.d.sync += fetched.eq(core.y_data)
                     with m.Case(_Source.PARAMS):
-                        m.d.comb += [ser.i_stream.p.value.eq(core.p_rdata),
-                                     ser.i_stream.p.width.eq(wbytes[layer])]
+                        m.d.sync += fetched.eq(core.p_rdata)
                     if ds is not None:
                         with m.Case(_Source.DATASET):
-                            m.d.comb += [ser.i_stream.p.value.eq(ds.r_value),
-                                         ser.i_stream.p.width.eq(protocol.COUNT_SIZE)]
+                            m.d.sync += fetched.eq(ds.r_value)
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.comb += [ser.i_stream.valid.eq(1), ser.i_stream.p.value.eq(fetched)]
+                with m.Switch(source):
+                    with m.Case(_Source.ERROR, _Source.IDENTIFY):
+                        m.d.comb += ser.i_stream.p.width.eq(1)
+                    with m.Case(_Source.OUTPUT):
+                        m.d.comb += ser.i_stream.p.width.eq(vbytesL)
+                    with m.Case(_Source.PARAMS):
+                        m.d.comb += ser.i_stream.p.width.eq(wbytes[layer])
+                    if ds is not None:
+                        with m.Case(_Source.DATASET):
+                            m.d.comb += ser.i_stream.p.width.eq(protocol.COUNT_SIZE)
                 m.next = "SEND"
             with m.State("SEND"):
                 with m.If(ser.i_stream.ready):          # the value's last byte is sent
