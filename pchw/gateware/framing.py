@@ -163,6 +163,7 @@ class FrameReceiver(wiring.Component):
         info = Signal(FrameInfo)
         crc = Signal(8)
         count = Signal(16)
+        left = Signal(16)               # payload bytes after the one arriving (no subtractor)
         # One address for both ports (a single-port RAM): the payload count while writing.
         addr = Signal.like(write.addr)
         m.d.comb += [addr.eq(Mux(write.en, count, self.buf_addr)), write.addr.eq(addr),
@@ -217,7 +218,7 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.i_stream.ready.eq(1)
                 length = Cat(info.length[:8], byte)
                 with m.If(take):
-                    m.d.sync += [info.length[8:].eq(byte), count.eq(0)]
+                    m.d.sync += [info.length[8:].eq(byte), count.eq(0), left.eq(length - 1)]
                     with m.If(length > self._max_payload):
                         m.d.sync += info.check.eq(FrameCheck.TOO_LONG)
                         m.next = "DONE"
@@ -233,10 +234,10 @@ class FrameReceiver(wiring.Component):
                     write.en.eq(take),
                 ]
                 with m.If(take):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [count.eq(count + 1), left.eq(left - 1)]
                     with m.If(count == 0):
                         m.d.sync += info.first.eq(byte)
-                    with m.If(count == info.length - 1):
+                    with m.If(left == 0):
                         m.next = "CRC"
                 drop_on_abort()
             with m.State("CRC"):

@@ -198,6 +198,7 @@ class NetworkTop(wiring.Component):
 
         rom = Array(Const(b, 8) for b in identify)
         fetched = Signal(32)                # the next reply value, sign-extended
+        param = Signal.like(core.p_rdata)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(decoder.o_command.valid):
@@ -321,6 +322,11 @@ class NetworkTop(wiring.Component):
                         m.next = "FETCH"
             with m.State("FETCH"):
                 # The parameter port reads one cycle after the address.
+                m.next = "HOLD"
+            with m.State("HOLD"):
+                # The parameter read registered on its own (the block RAMs' outputs and the
+                # lane and layer multiplexers behind them are slow).
+                m.d.sync += param.eq(core.p_rdata)
                 m.next = "READ"
             with m.State("READ"):
                 # The value is registered before the serialiser takes it (the memories'
@@ -333,7 +339,7 @@ class NetworkTop(wiring.Component):
                     with m.Case(_Source.OUTPUT):
                         m.d.sync += fetched.eq(core.y_data)
                     with m.Case(_Source.PARAMS):
-                        m.d.sync += fetched.eq(core.p_rdata)
+                        m.d.sync += fetched.eq(param)
                     if ds is not None:
                         with m.Case(_Source.DATASET):
                             m.d.sync += fetched.eq(ds.r_value)
