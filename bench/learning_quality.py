@@ -1,9 +1,10 @@
 """Learning quality: accuracy per dataset and learning rule, gradient agreement, bit width.
 
-Per dataset (xor, iris, wine, digits), from one initialisation, sample order and learning rate
-(``bench/train_models.py``'s settings; wine's below): float64 backprop, float64 PC in each mode,
-and fixed-point PC trained in the bit-exact golden model (PC trained on chip:
-bench/on_chip_learning.py).
+Per dataset (xor, iris, wine, digits) and graph model (digits-cnn, digits-res), from one
+initialisation, sample order and learning rate (``bench/train_models.py``'s settings; wine's
+below): float64 backprop, float64 PC in each mode, and fixed-point PC trained in the bit-exact
+golden model (PC trained on chip: bench/on_chip_learning.py). ``--only`` reruns some rows and
+keeps the others (and the width sweep, unless it is rerun) from the last results.
 
 Then the cosine between PC's weight update and backprop's gradient against the number of
 relaxation steps T (``pchw.quality.gradient_agreement``), and the digits accuracy against bit
@@ -40,9 +41,8 @@ RESULTS = Path(__file__).parent / "results"
 MODES = ("standard", "fixed_prediction", "incremental")
 AGREEMENT_MODES = ("standard", "fixed_prediction")
 
-#: The committed chain models' settings, and wine's (no committed model): iris's network
-#: shape. (The graph models' figures are in their READMEs, from bench/train_models.py.)
-SPECS = {**{k: v for k, v in MODELS.items() if "graph" not in v}, "wine": dict(
+#: The committed models' settings, and wine's (no committed model): iris's network shape.
+SPECS = {**MODELS, "wine": dict(
     layers=[13, 16, 3], activations=["identity", "relu"], epochs=60,
     pc=PCSettings(mode="standard", inference_steps=8, inference_rate=0.25,
                   learning_rate=2.0 ** -5),
@@ -57,7 +57,8 @@ RELAXATION = dict(inference_steps=8, inference_rate=0.25)
 def mode_settings(network):
     """``{mode: settings changes}`` for :func:`pchw.quality.learning_curves`."""
     pc = network.pc
-    short = pc.mode == "fixed_prediction" and pc.inference_steps < 2
+    short = pc.mode == "fixed_prediction" and (pc.inference_steps < 2 or
+                                               not hasattr(network, "layers"))   # or a graph
     return {mode: (RELAXATION if short and mode != pc.mode else {}) for mode in MODES}
 
 
@@ -65,12 +66,15 @@ def quality_row(name):
     """Final test accuracy of every learning rule on dataset ``name``."""
     spec = SPECS[name]
     network = initial_network(name, spec)
-    data = load_dataset(name)
+    data = load_dataset(spec.get("dataset", name))
     start = time.perf_counter()
     curves = learning_curves(network, data, spec["epochs"], seed=ORDER_SEED,
                              float_settings=mode_settings(network))
     final = {label: history[-1] for label, history in curves.histories.items()}
-    row = {"dataset": name, "layers": spec["layers"], "epochs": spec["epochs"],
+    shape = "-".join(map(str, spec["layers"])) if "layers" in spec else \
+        "graph: " + ", ".join(n.op for n in network.nodes[1:])
+    row = {"dataset": name, "network": shape, "epochs": spec["epochs"],
+           "date": str(date.today()),
            "mode": network.pc.mode, "T": network.pc.inference_steps,
            "gamma": network.pc.inference_rate, "eta": network.pc.learning_rate,
            "describe": data.describe(), "accuracy": final,
@@ -93,7 +97,7 @@ def agreement_rows():
                      "cosines": gradient_agreement(net.with_settings(mode=mode), x, y)})
     for name, spec in SPECS.items():
         network = initial_network(name, spec)
-        data = load_dataset(name)
+        data = load_dataset(spec.get("dataset", name))
         x, y = data.x_train[:32], data.one_hot(data.y_train[:32])
         settings = mode_settings(network)
         for mode in AGREEMENT_MODES:
@@ -110,21 +114,23 @@ def markdown(result):
              "learning, each dataset's runs from one initialisation (seed 0), sample order and "
              "learning rate; test accuracy after the last epoch (stratified 20% hold-out; XOR "
              "on its four points). Float PC modes other than the dataset's own keep its T and "
-             "gamma, except that digits (fixed_prediction, T = 1) runs standard and incremental "
-             "PC at T = 8, gamma = 2^-2. Fixed point: the bit-exact golden model, what the chip "
-             "computes.", "",
+             "gamma, except that digits (fixed_prediction, T = 1) and the graphs (digits-cnn, "
+             "digits-res: fixed_prediction, gamma = 1) run standard and incremental PC at "
+             "T = 8, gamma = 2^-2. Fixed point: the bit-exact golden model, what the chip "
+             "computes (the graphs: no circuit yet). Each row's date is its run's.", "",
              "| dataset | network | epochs | PC settings | backprop float64 | PC standard "
              "float64 | PC fixed_prediction float64 | PC incremental float64 | **PC fixed "
-             "point** |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+             "point** | date |", "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in q:
         a = r["accuracy"]
         fixed = a[f"PC {r['mode']} fixed point"]
+        shape = r.get("network") or "-".join(map(str, r["layers"]))
         lines.append(
-            f"| {r['dataset']} | {'-'.join(map(str, r['layers']))} | {r['epochs']} | "
+            f"| {r['dataset']} | {shape} | {r['epochs']} | "
             f"{r['mode']}, T={r['T']}, gamma={r['gamma']:g}, eta={r['eta']:g} | "
             f"{pct(a['backprop float64'])} | " + " | ".join(
                 pct(a[f"PC {m} float64"]) for m in MODES)
-            + f" | **{pct(fixed)}** |")
+            + f" | **{pct(fixed)}** | {r.get('date', result['date'])} |")
     lines += ["", "PC learning on chip (Verilator, bit-exact with the golden model): "
               "`bench/results/on_chip_learning.md` (`make bench FULL=1`)."]
     steps = result["agreement_steps"]
@@ -182,6 +188,15 @@ def main():
         sweep = pool.map(sweep_point, sweep_args)
     print("gradient agreement", flush=True)
     agreement = agreement_rows()
+    saved_file = RESULTS / "learning_quality.json"
+    if args.only and saved_file.is_file():      # keep the rows and the sweep not rerun
+        saved = json.loads(saved_file.read_text())
+        fresh = {r["dataset"] for r in quality}
+        kept = [dict(r, date=r.get("date", saved["date"])) for r in saved["quality"]
+                if r["dataset"] not in fresh]
+        quality = sorted(kept + quality, key=lambda r: list(SPECS).index(r["dataset"]))
+        if not sweep_args:
+            sweep = saved["width_sweep"]
     result = {"date": str(date.today()),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                          f"{platform.python_version()}, NumPy {np.__version__}",
