@@ -177,9 +177,10 @@ def test_serve_refuses_a_bad_baud_rate(tmp_path):
 def test_faults_through_the_served_board(tmp_path):
     """A fault-injection build of the board top on Verilator, behind the pty: Device.set_dead
     kills hidden units, and on-chip learning and the weights read back are bit-exact with the
-    golden model on the same damaged substrate; a normal build refuses FAULT in one line."""
+    golden model on the same damaged substrate; so with Device.set_faults (dead units, stuck
+    weights, upsets); a normal build refuses FAULT in one line."""
     from pchw.datasets import load_dataset
-    from pchw.faults import DeadUnits, FaultSpec, damage
+    from pchw.faults import DeadUnits, FaultSpec, damage, learn_command
     from pchw.golden import FixedModel
     from pchw.host import Device, SerialTransport
     network = pchw.load(MODEL)
@@ -202,6 +203,23 @@ def test_faults_through_the_served_board(tmp_path):
                 got_W, got_b = device.read_params(l)
                 assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
             assert not np.array_equal(W[0], pchw.load(MODEL).weights[0])   # it learnt
+            # every kind of fault at once, from the model's own weights again
+            for l in (1, 2):
+                device.write_params(l, network.weights[l - 1], network.biases[l - 1])
+            spec = FaultSpec.from_dict({"seed": 5, "dead": [{"layer": 1, "indices": [2]}],
+                                        "stuck": [{"layer": 1, "fraction": 0.25, "value": 0.5},
+                                                  {"layer": 2, "fraction": 0.25}],
+                                        "upsets": {"rate": 1.5}})
+            golden = damage(FixedModel(network), spec.resolve(network))
+            device.set_faults(spec)
+            for i in list(range(len(data.x_train))) * 2:
+                x, y = data.x_train[i], targets[i]
+                assert np.array_equal(device.learn(x, y),
+                                      learn_command(golden, x[None], y[None]).output[0])
+            W, b = golden.float_params()
+            for l in (1, 2):
+                got_W, got_b = device.read_params(l)
+                assert np.array_equal(got_W, W[l - 1]) and np.array_equal(got_b, b[l - 1])
     (tmp_path / "normal").mkdir()
     with served(tmp_path / "normal", "--golden") as link:
         with SerialTransport(str(link)) as transport:
