@@ -229,11 +229,11 @@ def _blocks(width_a, width_b, block):
     return math.ceil(width_a / block) * math.ceil(width_b / block)
 
 
-def memories(network, target=None):
+def memories(network, target=None, faults=False):
     """``(depth, width)`` of every memory of the board design that goes to block RAM (or logic):
     per lane of each weight layer its weights and biases and a bank each of ``x``, ``mu`` and
-    ``eps``; ``x_0``; the UART receive FIFO; and the command payload buffer, unless ``target``
-    puts it in SPRAM."""
+    ``eps`` (and in a fault-injection build, ``faults``, its stuck bits); ``x_0``; the UART
+    receive FIFO; and the command payload buffer, unless ``target`` puts it in SPRAM."""
     from .gateware.board import RX_FIFO_DEPTH, RxEntry
     from .latency import row_groups
     mems = [(network.layers[0], network.value_format(0).width)]
@@ -242,8 +242,10 @@ def memories(network, target=None):
         rows = row_groups(network, l)
         w, v = network.weight_format(l).width, network.value_format(l).width
         mems += lanes * [(rows * n_in, w), (rows, w), (rows, v), (rows, v), (rows, v)]
+        if faults:
+            mems += lanes * [(rows * n_in, 1)]
     if target is None or not target.payload_ram:
-        mems.append((protocol.max_payload(network), 8))
+        mems.append((protocol.max_payload(network, faults), 8))
     mems.append((RX_FIFO_DEPTH, RxEntry.as_shape().size))     # a byte and a loss mark
     return mems
 
@@ -272,9 +274,10 @@ def ram_blocks(depth, width, target):
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in target.bram_shapes)
 
 
-def estimate(network, target, dataset=0):
+def estimate(network, target, dataset=0, faults=False):
     """The :class:`Estimate` of ``network`` on the board ``target`` (with a dataset memory of
-    ``dataset`` samples)."""
+    ``dataset`` samples; ``faults``: a fault-injection build, with its stuck-bit memories, its
+    payload buffer and the upset injector's hash unit)."""
     L = network.L
     from .fixedpoint import LayerShifts
     multipliers = dsps = lane_bits = hashes = 0
@@ -291,7 +294,8 @@ def estimate(network, target, dataset=0):
         multipliers += lanes * len(products)
         dsps += lanes * sum(_blocks(a, b, target.dsp_width) for a, b in products)
         lane_bits += lanes * (w + v)
-    mems = memories(network, target)
+    mems = memories(network, target, faults)
+    hashes += bool(faults)                      # the upset injector's
     data = dataset_memories(network, dataset)
     spram = []
     if data and target.payload_ram:             # the inputs go where the payload buffer goes
@@ -300,7 +304,7 @@ def estimate(network, target, dataset=0):
     elif data:
         hashes += 1
     mems += data
-    buffer_bytes = protocol.max_payload(network)
+    buffer_bytes = protocol.max_payload(network, faults)
     luts = round(LUT_BASE + LUT_PER_LANE_BIT * lane_bits + LUT_PER_HASH * hashes)
     return Estimate(multipliers=multipliers, dsps=dsps,
                     parameter_bits=network.memory_bits()["parameters"],
@@ -426,16 +430,17 @@ def _shortfall(network, target, e):
     return None
 
 
-def check_fit(network, target, dataset=0):
+def check_fit(network, target, dataset=0, faults=False):
     """Refuse ``network`` on the board ``target`` (with a dataset memory of ``dataset``
-    samples) if it clearly cannot fit; return the estimate.
+    samples; ``faults``: a fault-injection build) if it clearly cannot fit; return the
+    estimate.
 
     Raises
     ------
     PchwError
         One line: what does not fit, by how much, and what to change.
     """
-    e = estimate(network, target, dataset)
+    e = estimate(network, target, dataset, faults)
     short = _shortfall(network, target, e)
     if short is None:
         return e

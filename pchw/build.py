@@ -544,7 +544,8 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
         progress(f"lanes {'/'.join(map(str, chosen_lanes))} on {target.name} (the description "
                  f"says {default} by default)")
         network = network.with_lanes(chosen_lanes)
-    est = estimate(network, target, dataset) if force else check_fit(network, target, dataset)
+    est = estimate(network, target, dataset, faults) if force else \
+        check_fit(network, target, dataset, faults)
     directory = Path(directory or default_dir(network, target.name))
     name = design_name(network)
     platform, top, plan = prepare(network, target, baud=baud, name=name, clock_hz=clock_hz,

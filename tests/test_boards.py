@@ -486,3 +486,18 @@ def test_dataset_memory_in_the_estimate():
             assert e.spram_blocks > e0.spram_blocks
         else:
             assert e.bram_blocks > e0.bram_blocks
+
+
+def test_a_fault_injection_build_in_the_estimate():
+    """--faults adds a stuck bit per weight (a 1-bit memory per lane), the FAULT payloads in
+    the buffer and the upset injector's hash unit to the estimate."""
+    from pchw.latency import row_groups
+    digits = pchw.load("models/digits")
+    ecp5 = boards.board("ulx3s-85f")
+    normal, faulty = boards.estimate(digits, ecp5), boards.estimate(digits, ecp5, faults=True)
+    stuck = sum(digits.lanes[l - 1] * row_groups(digits, l) * digits.layers[l - 1]
+                for l in range(1, digits.L + 1))
+    assert faulty.memory_bits == normal.memory_bits + stuck + 8 * (
+        pchw.protocol.max_payload(digits, faults=True) - pchw.protocol.max_payload(digits))
+    assert faulty.luts > normal.luts and faulty.bram_blocks >= normal.bram_blocks
+    assert boards.check_fit(digits, ecp5, faults=True) == faulty
