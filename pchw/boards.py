@@ -8,9 +8,10 @@ change, a network that clearly cannot fit; ``pchw build`` (:mod:`pchw.build`) ca
 
 What the estimate counts (see ``boards/README.md`` for the calibration):
 
-* **Multipliers: exact.** Each lane of weight layer ``l`` has two: one for ``W x phi`` (row
-  pass), shared with ``W x eps`` (the message down, ``l >= 2``), and one for the weight update
-  ``eps x phi``. A product wider than the device's multiplier block (16 x 16 on iCE40, 18 x 18
+* **Multipliers: exact.** Each lane of weight layer ``l`` has :func:`pchw.latency.halves` (two,
+  or one for a lane of one row group or a layer of one column): the multiplier pool, each one
+  taking ``W x phi`` (row pass), ``W x eps`` (the message down, ``l >= 2``) and the weight
+  update ``eps x phi`` for its half of the lane's rows. A product wider than the device's multiplier block (16 x 16 on iCE40, 18 x 18
   on ECP5) takes several blocks. Multipliers are never moved into logic: if they are more than
   the blocks, place and route fails.
 * **Block RAM: per memory.** Every memory of the design (:func:`memories`: per lane its weights,
@@ -24,7 +25,7 @@ What the estimate counts (see ``boards/README.md`` for the calibration):
   the ECP5; the labels and EVAL's confusion counts to block RAM. What does not fit is refused
   before the build, naming the sizes and the most samples that fit (:func:`max_dataset`).
 * **Logic: rough.** ``LUT_BASE + LUT_PER_LANE_BIT x lane bits + LUT_PER_HASH x hash units``
-  (lane bits: weight plus value width per lane): the UART, command decoder and sequencer are
+  (lane bits: weight plus value width per multiplier): the UART, command decoder and sequencer are
   the constant; each lane adds wide accumulators, rounding and saturation, and with stochastic
   rounding up to two hash units. The coefficients are fitted to builds of the example
   models (``boards/README.md``); the figure after place and route (the build report) is the
@@ -231,19 +232,22 @@ def _blocks(width_a, width_b, block):
 
 def memories(network, target=None, faults=False):
     """``(depth, width)`` of every memory of the board design that goes to block RAM (or logic):
-    per lane of each weight layer its weights and biases and a bank each of ``x``, ``mu`` and
-    ``eps`` (and in a fault-injection build, ``faults``, its stuck bits); ``x_0``; the UART
-    receive FIFO; and the command payload buffer, unless ``target`` puts it in SPRAM."""
+    per lane of each weight layer a bank each of ``x`` and ``mu``, and per multiplier of the lane
+    (:func:`pchw.latency.halves`) its weights, biases and ``eps`` bank (and in a fault-injection
+    build, ``faults``, its stuck bits); ``x_0``; the UART receive FIFO; and the command payload
+    buffer, unless ``target`` puts it in SPRAM."""
     from .gateware.board import RX_FIFO_DEPTH, RxEntry
-    from .latency import row_groups
+    from .latency import half_rows, halves, row_groups
     mems = [(network.layers[0], network.value_format(0).width)]
     for l in range(1, network.L + 1):
         lanes, n_in = network.lanes[l - 1], network.layers[l - 1]
-        rows = row_groups(network, l)
+        rows, half = row_groups(network, l), half_rows(network, l)
         w, v = network.weight_format(l).width, network.value_format(l).width
-        mems += lanes * [(rows * n_in, w), (rows, w), (rows, v), (rows, v), (rows, v)]
+        pool = halves(network, l)
+        mems += lanes * ([(rows, v), (rows, v)]
+                         + pool * [(half * n_in, w), (half, w), (half, v)])
         if faults:
-            mems += lanes * [(rows * n_in, 1)]
+            mems += lanes * pool * [(half * n_in, 1)]
     if target is None or not target.payload_ram:
         mems.append((protocol.max_payload(network, faults), 8))
     mems.append((RX_FIFO_DEPTH, RxEntry.as_shape().size))     # a byte and a loss mark
@@ -280,6 +284,7 @@ def estimate(network, target, dataset=0, faults=False):
     payload buffer and the upset injector's hash unit)."""
     L = network.L
     from .fixedpoint import LayerShifts
+    from .latency import halves
     multipliers = dsps = lane_bits = hashes = 0
     pc = network.pc
     for l in range(1, L + 1):
@@ -288,12 +293,13 @@ def estimate(network, target, dataset=0, faults=False):
                       network.value_format(l - 1).width)
         if pc.weight_rounding == "stochastic":     # as pchw.gateware.layer instantiates them
             shifts = LayerShifts.of(network, l)
-            hashes += lanes * sum(shift > 0 for shift in (shifts.weight, shifts.bias))
-        # W x phi (and, l >= 2, W x eps for the message: the same multiplier), eps x phi.
-        products = [(w, v_in if l == 1 else max(v, v_in)), (v, v_in)]
-        multipliers += lanes * len(products)
-        dsps += lanes * sum(_blocks(a, b, target.dsp_width) for a, b in products)
-        lane_bits += lanes * (w + v)
+            hashes += lanes * halves(network, l) * sum(shift > 0 for shift in (shifts.weight,
+                                                                                shifts.bias))
+        # The pool: each multiplier takes W x phi, eps x phi and (l >= 2) W x eps.
+        pool = lanes * halves(network, l)
+        multipliers += pool
+        dsps += pool * _blocks(max(w, v), v_in if l == 1 else max(v, v_in), target.dsp_width)
+        lane_bits += pool * (w + v)
     mems = memories(network, target, faults)
     hashes += bool(faults)                      # the upset injector's
     data = dataset_memories(network, dataset)

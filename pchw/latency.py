@@ -3,17 +3,29 @@
 The gateware is held to these numbers by the tests (cycle-exact), and the manifest, the
 simulator summary and the benchmarks report them. Notation: ``R_l = ceil(n_l / P_l)`` row
 groups of layer ``l`` with ``P_l`` lanes; a matrix pass over ``W_l`` issues one address per
-cycle for ``R_l * n_{l-1}`` cycles (:func:`pass_cycles`).
+cycle (per multiplier of the lane) for ``H_l * n_{l-1}`` cycles (:func:`pass_cycles`).
 
 Core (``pchw.gateware.core.PCCore``): its cycles are sums over the steps of
 :func:`pchw.schedule.schedule` (which phases run, in which order, on which units). Each phase
 is one start cycle, then the busy cycles of the slowest participating unit
-(:func:`busy_cycles`), then one cycle in which the sequencer sees them all idle. Busy
-cycles of a unit: a row pass (feedforward, prediction) or a column pass without message (weight
-update; layer 1 in incremental relaxation) ``pass + PASS_STAGES`` (the memory read, the
-multiplier's operand and product registers, the result register: accumulator or rounded update);
-a column pass with message (relaxation, ``l >= 2``) ``MESSAGE_STAGES + VALUE_STAGES`` more
-(the message register, then the lower unit's registered value update); the error sweep ``eps = x - mu`` ``R_l + 1`` (a row
+(:func:`busy_cycles`), then one cycle in which the sequencer sees them all idle.
+
+The multiplier pool: each lane of a layer has :func:`halves` multipliers (2, or 1 for a layer
+with one row group per lane or one column), and each serves the op that is active: the lane's
+``R_l`` row groups are split into halves of :func:`half_rows` ``H_l = ceil(R_l / 2)`` row
+groups, one per multiplier, so a pass visits every weight in :func:`pass_cycles`
+``H_l * n_{l-1}`` issue cycles: a row pass takes two products a cycle (two rows), a column pass
+two messages or two updates. Only a relaxation that both sends the message and updates the
+weights (incremental mode, ``l >= 2``) needs two products per weight: it visits each column
+twice (:func:`column_slots`), first for the message, then for the update.
+
+Busy cycles of a unit: a row pass (feedforward, prediction) ``pass + PASS_STAGES`` (the memory
+read, the multiplier's operand and product registers, the result register) and one more when
+the lane has two halves (the second half writes its row ends a cycle later: one write port);
+a column pass ``column_slots x n_{l-1} + PASS_STAGES``, and with the message to the unit below
+(relaxation, ``l >= 2``) the tail after its last message: ``MESSAGE_STAGES + VALUE_STAGES`` (the
+message register, then the lower unit's registered value update), less the update visits of the
+last column that follow that message; the error sweep ``eps = x - mu`` ``R_l + 1`` (a row
 group per cycle, one stage).
 """
 
@@ -23,9 +35,9 @@ from dataclasses import dataclass
 # pchw.schedule, which imports this module.
 
 __all__ = ["input_stride", "class_stride", "candidate_cycles", "dataset_sample_cycles",
-           "row_groups", "pass_cycles", "sweep_cycles", "busy_cycles", "core_infer_cycles",
-           "core_learn_cycles", "macs_per_sample", "mac_utilisation", "division_bits",
-           "upset_cycles", "command_latency",
+           "row_groups", "halves", "half_rows", "column_slots", "pass_cycles", "sweep_cycles",
+           "busy_cycles", "core_infer_cycles", "core_learn_cycles", "macs_per_sample",
+           "mac_utilisation", "division_bits", "upset_cycles", "command_latency",
            "HostLink", "throughput", "DEFAULT_BAUD", "MAX_BAUD"]
 
 PHASE_OVERHEAD = 2          # the start cycle and the cycle that sees the units idle
@@ -41,9 +53,28 @@ def row_groups(network, l):
     return -(-network.layers[l] // network.lanes[l - 1])
 
 
+def halves(network, l):
+    """Multipliers per lane of layer ``l`` (the pool): 2, each taking half of the lane's row
+    groups, or 1 when the lane has a single row group or ``W_l`` a single column (the two
+    halves' row ends would then need two writes in one cycle)."""
+    return 2 if row_groups(network, l) >= 2 and network.layers[l - 1] >= 2 else 1
+
+
+def half_rows(network, l):
+    """``H_l = ceil(R_l / halves)``: row groups per multiplier (the second half may have one
+    fewer)."""
+    return -(-row_groups(network, l) // halves(network, l))
+
+
+def column_slots(network, l, message, update):
+    """Visits of a column pass per column: ``H_l``, or ``2 H_l`` when it both sends the message
+    and updates the weights (each weight needs two products: message, then update)."""
+    return half_rows(network, l) * (2 if message and update else 1)
+
+
 def pass_cycles(network, l):
-    """Issue cycles of one pass over ``W_l``: ``R_l * n_{l-1}``."""
-    return row_groups(network, l) * network.layers[l - 1]
+    """Issue cycles of one pass over ``W_l`` by the pool: ``H_l * n_{l-1}``."""
+    return half_rows(network, l) * network.layers[l - 1]
 
 
 def sweep_cycles(network, l):
@@ -51,14 +82,18 @@ def sweep_cycles(network, l):
     return row_groups(network, l)
 
 
-def busy_cycles(network, l, kind, message=False):
+def busy_cycles(network, l, kind, message=False, update=False):
     """Busy cycles of unit ``l`` in a phase: a ``"row"`` pass, a ``"column"`` pass (with the
-    ``message`` to the unit below, or without), or the error ``"sweep"``."""
+    ``message`` to the unit below and/or the weight ``update``), or the error ``"sweep"``."""
     if kind == "sweep":
         return sweep_cycles(network, l) + 1
-    cycles = pass_cycles(network, l) + PASS_STAGES
-    if kind == "column" and message:
-        cycles += MESSAGE_STAGES + VALUE_STAGES
+    if kind == "row":
+        return pass_cycles(network, l) + PASS_STAGES + halves(network, l) - 1
+    slots = column_slots(network, l, message, update)
+    cycles = slots * network.layers[l - 1] + PASS_STAGES
+    if message:
+        after = slots - half_rows(network, l)       # update visits after the last message
+        cycles += max(MESSAGE_STAGES + VALUE_STAGES - after, 0)
     return cycles
 
 

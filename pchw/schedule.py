@@ -66,7 +66,7 @@ class Work:
     (``R_l`` rows of lanes are counted as the ``n_l`` real rows); ``macs``: the products the
     pass performs, one per weight for a row pass, and for a column pass one per weight for the
     message and one for the update (a relaxation of layer ``l >= 2`` in incremental mode does
-    both, on the lane's two multipliers)."""
+    both: it visits each column twice, :func:`pchw.latency.column_slots`)."""
     layer: int
     kind: Pass
     rows: int
@@ -314,7 +314,7 @@ def _work(network, l, kind, message=False, update=False):
     sweep = kind is Pass.SWEEP
     return Work(layer=l, kind=kind, rows=row_groups(network, l), columns=0 if sweep else n_in,
                 message=message, update=update,
-                cycles=busy_cycles(network, l, kind.value, message),
+                cycles=busy_cycles(network, l, kind.value, message, update),
                 macs=0 if sweep else n_out * n_in * (1 if kind is Pass.ROW else message + update),
                 weights=n_out * n_in)
 

@@ -64,24 +64,34 @@ def test_work_of_a_step():
     w = update.work[1]
     assert (w.layer, w.kind, w.rows, w.columns, w.message, w.update) == \
         (2, Pass.COLUMN, 2, 7, False, True)
-    assert (w.cycles, w.macs, w.weights) == (2 * 7 + PASS_STAGES, 3 * 7, 3 * 7)
+    # the pool: two multipliers a lane, one row group each
+    assert (w.cycles, w.macs, w.weights) == (1 * 7 + PASS_STAGES, 3 * 7, 3 * 7)
     assert update.cycles == PHASE_OVERHEAD + max(x.cycles for x in update.work)
 
 
 def _closed_form(net):
     """Core cycles and MACs per sample as written before the schedule existed (commit 80715a7),
     but for the relaxation of layers ``l >= 2`` in incremental mode: its message and its weight
-    update are two products per weight (that commit counted one)."""
+    update are two products per weight (that commit counted one); and with the multiplier pool
+    (issue 11): a lane's two multipliers take half of its row groups each (one, for a lane of
+    one row group or a layer of one column), the second half's row ends a cycle later, and an
+    incremental relaxation visits each column twice (message, then update)."""
     L, T, mode = net.L, net.pc.inference_steps, net.pc.mode
     R = [None] + [-(-net.layers[l] // net.lanes[l - 1]) for l in range(1, L + 1)]
-    passes = [R[l] * net.layers[l - 1] for l in range(1, L + 1)]
+    H = [None] + [2 if R[l] >= 2 and net.layers[l - 1] >= 2 else 1 for l in range(1, L + 1)]
+    half = [-(-R[l] // H[l]) for l in range(1, L + 1)]
+    passes = [half[l - 1] * net.layers[l - 1] for l in range(1, L + 1)]
+    rows = [p + 4 + H[l] - 1 for l, p in enumerate(passes, start=1)]
     weights = [net.layers[l] * net.layers[l - 1] for l in range(1, L + 1)]
     phase = lambda busy: 2 + max(busy, default=0)                       # noqa: E731
-    infer = sum(phase([p + 4]) for p in passes)
-    relax = [p + 4 + 1 + 2 for p in passes[1:]] + ([passes[0] + 4] if mode == "incremental"
-                                                   else [])
+    infer = sum(phase([b]) for b in rows)
+    if mode == "incremental":
+        relax = [2 * p + 4 + max(3 - a, 0) for p, a in zip(passes[1:], half[1:])] + \
+            [passes[0] + 4]
+    else:
+        relax = [p + 4 + 1 + 2 for p in passes[1:]]
     sweep = phase([R[l] + 1 for l in range(1, L + 1)])
-    errors = (0 if mode == "fixed_prediction" else phase([p + 4 for p in passes])) + sweep
+    errors = (0 if mode == "fixed_prediction" else phase(rows)) + sweep
     rounds = max(T - 1, 0) if mode == "incremental" else T
     learn = sweep + T * phase(relax) + rounds * errors + \
         (0 if mode == "incremental" else phase([p + 4 for p in passes]))

@@ -1,4 +1,4 @@
-"""The MAC lane array of a layer unit: ``P`` multiply-accumulate lanes on one schedule."""
+"""The multiplier pool of a layer unit: ``M`` multiply-accumulate units on one schedule."""
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -25,73 +25,67 @@ def registered_product(m, a, b, name):
 
 
 class MacLanes(wiring.Component):
-    """``P`` lanes that multiply a weight each by a value and accumulate, two ways.
+    """``M`` multipliers that multiply their own two operands each and accumulate, two ways.
 
-    A *row pass* accumulates per lane: ``acc_p <- (init_p if first else acc_p) + w_p * v``,
-    ``v`` broadcast to all lanes (``W phi + b``, a row per lane). A *column pass* sums over the
-    lanes into one accumulator: ``acc <- (col_init if first else acc) + sum_p w_p * e_p``
-    (``W^T eps``; ``col_init`` a constant, e.g. a rounding offset). The sums are exact: the accumulators are wide enough for ``terms`` products.
-    Both passes share one multiplier per lane: ``column`` selects its operand (``e_p`` or ``v``);
-    ``unit_w`` replaces every ``w_p`` by 1, so that ``product_p`` is the operand itself.
+    The caller picks each multiplier's operands (``a_q``, ``b_q``: a weight and a value in a
+    pass, an error and a value for a weight update). A *row pass* accumulates per multiplier:
+    ``acc_q <- (init_q if first else acc_q) + a_q * b_q`` (``W phi + b``, a row each). A
+    *column pass* sums over the multipliers into one accumulator:
+    ``acc <- (col_init if first else acc) + sum_q a_q * b_q`` (``W^T eps``; ``col_init`` a
+    constant, e.g. a rounding offset). The sums are exact: the accumulators are wide enough for
+    ``terms`` products (a row accumulator) and ``terms`` products of every multiplier (the
+    column accumulator).
 
-    Timing: ``w``, ``v``, ``e``, ``column`` and ``unit_w`` are the operands of cycle ``t``; their
-    products ``product_p`` are valid in cycle ``t + MULTIPLIER_STAGES`` (registered), and so are
-    the accumulation controls ``first``, ``row_en``, ``col_en`` and ``init`` that use them.
-    The accumulators take the new sums at the clock edge when ``row_en`` / ``col_en`` is high;
-    ``row_sum`` and ``col_sum`` are the accumulators shifted right by ``row_shift`` /
-    ``col_shift`` (floor; left for a negative shift): a sum whose last product is in cycle
-    ``t`` is there in cycle ``t + 1``.
+    Timing: ``a`` and ``b`` are the operands of cycle ``t``; their products ``product_q`` are
+    valid in cycle ``t + MULTIPLIER_STAGES`` (registered), and so are the accumulation controls
+    ``first``, ``row_en``, ``col_en`` and ``init`` that use them. The accumulators take the new
+    sums at the clock edge when ``row_en`` / ``col_en`` is high; ``row_sum`` and ``col_sum`` are
+    the accumulators shifted right by ``row_shift`` / ``col_shift`` (floor; left for a negative
+    shift): a sum whose last product is in cycle ``t`` is there in cycle ``t + 1``.
 
     Parameters
     ----------
-    lanes : int
-    weight_shape, value_shape, lane_value_shape : signed shapes of ``w_p``, ``v``, ``e_p``.
-    init_shape : signed shape of ``init_p``.
+    count : int
+        Multipliers ``M``.
+    a_shape, b_shape, init_shape : signed shapes of ``a_q``, ``b_q``, ``init_q``.
     terms : int
-        The most products one accumulation sums (the row length, or lanes x row groups).
+        The most products one accumulation sums per multiplier.
     col_init : int
-        The start of every column accumulation (non-negative, below ``2**(weight + lane value
-        bits)``).
+        The start of every column accumulation (non-negative, below ``2**(a + b bits)``).
     row_shift, col_shift : int
         The shifts of ``row_sum`` and ``col_sum``.
     """
 
-    def __init__(self, lanes, weight_shape, value_shape, lane_value_shape, init_shape, terms,
-                 col_init=0, row_shift=0, col_shift=0):
-        self._lanes = lanes
+    def __init__(self, count, a_shape, b_shape, init_shape, terms, col_init=0, row_shift=0,
+                 col_shift=0):
+        self._count = count
         self._col_init = col_init
         self._row_shift, self._col_shift = row_shift, col_shift
-        operand = max(value_shape.width, lane_value_shape.width)
-        row_width = max(weight_shape.width + value_shape.width + terms.bit_length() + 1,
-                        init_shape.width + 1)
-        col_width = weight_shape.width + lane_value_shape.width + terms.bit_length() + 2
+        product = a_shape.width + b_shape.width
+        row_width = max(product + terms.bit_length() + 1, init_shape.width + 1)
+        col_width = product + (terms * count).bit_length() + 2
         self._row_width, self._col_width = row_width, col_width
         super().__init__({
-            "w": In(data.ArrayLayout(weight_shape, lanes)),
-            "v": In(value_shape),
-            "e": In(data.ArrayLayout(lane_value_shape, lanes)),
-            "init": In(data.ArrayLayout(init_shape, lanes)),
-            "column": In(1), "unit_w": In(1),
+            "a": In(data.ArrayLayout(a_shape, count)),
+            "b": In(data.ArrayLayout(b_shape, count)),
+            "init": In(data.ArrayLayout(init_shape, count)),
             "first": In(1), "row_en": In(1), "col_en": In(1),
-            "product": Out(data.ArrayLayout(signed(weight_shape.width + operand), lanes)),
-            "row_sum": Out(data.ArrayLayout(signed(row_width - row_shift), lanes)),
+            "product": Out(data.ArrayLayout(signed(product), count)),
+            "row_sum": Out(data.ArrayLayout(signed(row_width - row_shift), count)),
             "col_sum": Out(signed(col_width - col_shift)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        P = self._lanes
         products = []
-        for p in range(P):
-            product = registered_product(
-                m, Mux(self.unit_w, 1, self.w[p]), Mux(self.column, self.e[p], self.v),
-                name=f"product{p}")
-            m.d.comb += self.product[p].eq(product)
+        for q in range(self._count):
+            product = registered_product(m, self.a[q], self.b[q], name=f"product{q}")
+            m.d.comb += self.product[q].eq(product)
             products.append(product)
-            acc = Signal(signed(self._row_width), name=f"row_acc{p}")
+            acc = Signal(signed(self._row_width), name=f"row_acc{q}")
             with m.If(self.row_en):
-                m.d.sync += acc.eq(Mux(self.first, self.init[p], acc) + product)
-            m.d.comb += self.row_sum[p].eq(floor_shift(acc, self._row_shift))
+                m.d.sync += acc.eq(Mux(self.first, self.init[q], acc) + product)
+            m.d.comb += self.row_sum[q].eq(floor_shift(acc, self._row_shift))
         col_acc = Signal(signed(self._col_width))
         with m.If(self.col_en):
             m.d.sync += col_acc.eq(Mux(self.first, self._col_init, col_acc) + sum(products))

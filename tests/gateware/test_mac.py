@@ -1,4 +1,4 @@
-"""The MAC lane array against exact integer dot products."""
+"""The multiplier pool against exact integer dot products."""
 
 import numpy as np
 from amaranth.hdl import signed
@@ -9,42 +9,37 @@ from pchw.latency import MULTIPLIER_STAGES
 
 
 def test_row_and_column_passes_are_exact():
-    P, n = 3, 7
-    dut = MacLanes(P, signed(16), signed(12), signed(10), signed(20), terms=n,
-                   col_init=5)
+    """Each multiplier takes its own operands: a row pass gives a sum per multiplier, a column
+    pass one sum over all of them."""
+    M, n = 3, 7
+    dut = MacLanes(M, signed(16), signed(12), signed(20), terms=n, col_init=5)
     rng = np.random.default_rng(0)
-    W = rng.integers(-2 ** 15, 2 ** 15, (P, n))
-    v = rng.integers(-2 ** 11, 2 ** 11, n)
-    init = rng.integers(-2 ** 19, 2 ** 19, P)
-    E = rng.integers(-2 ** 9, 2 ** 9, (P, n))
+    W = rng.integers(-2 ** 15, 2 ** 15, (M, n))
+    V = rng.integers(-2 ** 11, 2 ** 11, (M, n))
+    init = rng.integers(-2 ** 19, 2 ** 19, M)
+    E = rng.integers(-2 ** 11, 2 ** 11, (M, n))
     rows, cols = [], []
 
     async def bench(ctx):
         # Operands in cycle t, the accumulation controls of their products in t + stages.
         S = MULTIPLIER_STAGES
-        rows_pass = [dict(first=j == 0, v=int(v[j]), w=[int(W[p, j]) for p in range(P)],
-                          e=[0] * P, column=0) for j in range(n)]
-        cols_pass = [dict(first=j == 0, v=0, w=[int(W[p, j]) for p in range(P)],
-                          e=[int(E[p, j]) for p in range(P)], column=1) for j in range(n)]
-        steps = [("row", c) for c in rows_pass] + [("col", c) for c in cols_pass]
+        steps = [("row", j, V) for j in range(n)] + [("col", j, E) for j in range(n)]
         for t in range(len(steps) + S):
             if t < len(steps):
-                _, op = steps[t]
-                ctx.set(dut.column, op["column"])
-                ctx.set(dut.v, op["v"])
-                for p in range(P):
-                    ctx.set(dut.w[p], op["w"][p])
-                    ctx.set(dut.e[p], op["e"][p])
+                _, j, B = steps[t]
+                for q in range(M):
+                    ctx.set(dut.a[q], int(W[q, j]))
+                    ctx.set(dut.b[q], int(B[q, j]))
             ctx.set(dut.row_en, 0)
             ctx.set(dut.col_en, 0)
             if t >= S:
-                kind, op = steps[t - S]
-                ctx.set(dut.first, op["first"])
+                kind, j, _ = steps[t - S]
+                ctx.set(dut.first, j == 0)
                 ctx.set(dut.row_en if kind == "row" else dut.col_en, 1)
-                for p in range(P):
-                    ctx.set(dut.init[p], int(init[p]))
+                for q in range(M):
+                    ctx.set(dut.init[q], int(init[q]))
             if t == S + n:       # the cycle after the row's last accumulation
-                rows.extend(ctx.get(dut.row_sum[p]) for p in range(P))
+                rows.extend(ctx.get(dut.row_sum[q]) for q in range(M))
             await ctx.tick()
         cols.append(ctx.get(dut.col_sum))
 
@@ -52,5 +47,5 @@ def test_row_and_column_passes_are_exact():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert rows == [int(init[p] + W[p] @ v) for p in range(P)]
+    assert rows == [int(init[q] + W[q] @ V[q]) for q in range(M)]
     assert cols == [5 + int((W * E).sum())]
