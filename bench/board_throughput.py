@@ -59,7 +59,7 @@ def row(name, board_name, allow_build):
     if report is None and allow_build:
         print(f"building {name} for {board_name} (lanes {lanes}) ...", flush=True)
         report = build.build(network, board_name, progress=lambda line: None).report
-    built = network.with_lanes(lanes)
+    built = network.on_board(board_name).with_lanes(lanes)
     rates = throughput(built, target.clock_hz)
     infer = rates["INFER"]["core_cycles"]
     learn = rates["LEARN"]["core_cycles"]               # a LEARN runs the feedforward first

@@ -99,7 +99,7 @@ def fpga_rows(network):
     for name in board_throughput.BOARDS:
         target = boards.board(name)
         lanes = boards.lanes_for(network, target)
-        built = network.with_lanes(lanes)
+        built = network.on_board(name).with_lanes(lanes)
         learn = throughput(built, target.clock_hz)["LEARN"]
         cycles = learn["core_cycles"]
         where = f"FPGA {name}, lanes {'/'.join(map(str, lanes))}"

@@ -385,7 +385,7 @@ def lanes_for(network, target, override=None):
     default = "auto" if network.lanes_auto else network.lanes
     choice = override if override is not None else network.board_lanes.get(target.name, default)
     if choice == "auto":
-        return auto_lanes(network, target)
+        return auto_lanes(network.on_board(target.name), target)
     return network.with_lanes(list(choice)).lanes
 
 
@@ -458,7 +458,8 @@ def check_fit(network, target, dataset=0, faults=False):
     lanes = "/".join(map(str, network.lanes))
     fewer = f"use fewer lanes (now {lanes}; --lanes auto picks the fastest that fit)"
     advice = {
-        "dsps": f"{fewer}; each lane needs 2",
+        "dsps": f"{fewer} or one multiplier a lane (hardware.multipliers = 1; now "
+                f"{network.multipliers})",
         "bram": f"{fewer}, narrower weight formats or smaller layers",
         "luts": f"{fewer}, narrower formats or smaller layers (the estimate is rough: --force "
                 f"builds anyway)",

@@ -538,6 +538,7 @@ def build(network, board_name, directory=None, *, lanes=None, clock_hz=None,
     """
     target = find_board(board_name)
     description_hash = network.description_hash()     # of the description, whatever the lanes
+    network = network.on_board(target.name)           # its multipliers per lane there
     chosen_lanes = lanes_for(network, target, lanes)
     if chosen_lanes != network.lanes:
         default = "auto" if network.lanes_auto else "/".join(map(str, network.lanes))

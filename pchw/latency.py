@@ -54,9 +54,12 @@ def row_groups(network, l):
 
 
 def halves(network, l):
-    """Multipliers per lane of layer ``l`` (the pool): 2, each taking half of the lane's row
-    groups, or 1 when the lane has a single row group or ``W_l`` a single column (the two
-    halves' row ends would then need two writes in one cycle)."""
+    """Multipliers per lane of layer ``l`` (the pool): the network's ``multipliers`` (2, each
+    taking half of the lane's row groups, or 1), and 1 when the lane has a single row group or
+    ``W_l`` a single column (the two halves' row ends would then need two writes in one
+    cycle)."""
+    if network.multipliers == 1:
+        return 1
     return 2 if row_groups(network, l) >= 2 and network.layers[l - 1] >= 2 else 1
 
 

@@ -22,7 +22,7 @@ from .fixedpoint import Format
 __all__ = ["Activation", "PCSettings", "Formats", "Network", "load", "MODES", "ACTIVATIONS",
            "CIRCUIT_ACTIVATIONS",
            "MAX_LAYER_SIZE", "MAX_WEIGHT_LAYERS", "MAX_SHIFT", "MAX_INFERENCE_STEPS",
-           "MAX_PARAMETERS", "MAX_LANES", "lane_limit"]
+           "MAX_PARAMETERS", "MAX_LANES", "MULTIPLIERS", "lane_limit"]
 
 MODES = ("standard", "fixed_prediction", "incremental")
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "hardtanh", "tanh", "sigmoid")
@@ -42,6 +42,8 @@ MAX_INFERENCE_STEPS = 65535
 MAX_PARAMETERS = 1 << 24
 #: MAC lanes of a layer are at most this many: the parameter walker's lane index is 8 bits.
 MAX_LANES = 256
+#: Multipliers a lane may have (``hardware.multipliers``): 1, or 2 (the pool, the default).
+MULTIPLIERS = (1, 2)
 
 
 def lane_limit(n):
@@ -241,6 +243,11 @@ class Network:
     board_lanes : dict, optional
         Lanes for particular boards (``pchw build --board NAME``): board name -> a sequence
         like ``lanes``, or ``"auto"`` (the fastest that fits the board's budget).
+    multipliers : int, optional
+        Multipliers per lane, :data:`MULTIPLIERS`: 2 (default; the pool, each taking half of
+        the lane's row groups, :func:`pchw.latency.halves`) or 1 (fewer logic cells).
+    board_multipliers : dict, optional
+        ``multipliers`` for particular boards (board name -> 1 or 2; :meth:`on_board`).
     name, dataset : str, optional
         A display name and the default dataset for ``pchw train/eval``.
 
@@ -251,8 +258,9 @@ class Network:
     """
 
     def __init__(self, layers, activations, weights=None, biases=None, *, pc=None,
-                 formats=None, lanes=None, board_lanes=None, name=None, dataset=None,
-                 init_seed=0, source="network", params_source=None):
+                 formats=None, lanes=None, board_lanes=None, multipliers=None,
+                 board_multipliers=None, name=None, dataset=None, init_seed=0,
+                 source="network", params_source=None):
         self.source = source
         self.layers = check_layers(layers, f"{source}: network.layers")
         L = len(self.layers) - 1
@@ -281,6 +289,17 @@ class Network:
             where = f"hardware.board_lanes.{board_name}"
             self.board_lanes[board_name] = value if isinstance(value, str) and \
                 value == "auto" else self._check_lanes(value, where, auto=True)
+        self.multipliers = self._check_multipliers(
+            MULTIPLIERS[-1] if multipliers is None else multipliers, "hardware.multipliers")
+        if board_multipliers is None:
+            board_multipliers = {}
+        if not isinstance(board_multipliers, dict):
+            _fail(f"{source}: hardware.board_multipliers", "must be a table of board = 1 or 2")
+        self.board_multipliers = {}
+        for board_name, value in board_multipliers.items():
+            self._check_board_name(board_name, "hardware.board_multipliers")
+            self.board_multipliers[board_name] = self._check_multipliers(
+                value, f"hardware.board_multipliers.{board_name}")
         self.name = name
         self.dataset = dataset
         if weights is _READ_LATER:     # from_toml_dict reads them once the rest is valid
@@ -309,12 +328,17 @@ class Network:
                       f"(every lane owns at least one neuron, and at most {MAX_LANES} lanes)")
         return tuple(lanes)
 
-    def _check_board_name(self, name):
+    def _check_multipliers(self, value, where):
+        if isinstance(value, bool) or value not in MULTIPLIERS:
+            _fail(f"{self.source}: {where}", f"multipliers per lane are 1 or 2, got {value!r}")
+        return value
+
+    def _check_board_name(self, name, where="hardware.board_lanes"):
         from .boards import BOARDS
         if name not in BOARDS:
             close = difflib.get_close_matches(str(name), BOARDS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            _fail(f"{self.source}: hardware.board_lanes",
+            _fail(f"{self.source}: {where}",
                   f"unknown board {name!r}; {hint}known: {', '.join(BOARDS)}")
 
     def _check_formats(self):
@@ -405,30 +429,46 @@ class Network:
         """A copy of this network with other parameters."""
         return Network(self.layers, self.activations, weights, biases, pc=self.pc,
                        formats=self.formats, lanes=self._lanes_arg, board_lanes=self.board_lanes,
-                       name=self.name, dataset=self.dataset, source=self.source)
+                       **self._hardware_args, name=self.name, dataset=self.dataset,
+                       source=self.source)
 
     def with_settings(self, **changes):
         """A copy with PC settings changed (``mode=...``, ``inference_steps=...``, ...)."""
         return Network(self.layers, self.activations, self.weights, self.biases,
                        pc=replace(self.pc, **changes), formats=self.formats,
                        lanes=self._lanes_arg,
-                       board_lanes=self.board_lanes, name=self.name, dataset=self.dataset,
-                       source=self.source)
+                       board_lanes=self.board_lanes, **self._hardware_args, name=self.name,
+                       dataset=self.dataset, source=self.source)
 
     def with_formats(self, formats):
         return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
                        formats=formats, lanes=self._lanes_arg, board_lanes=self.board_lanes,
-                       name=self.name, dataset=self.dataset, source=self.source)
+                       **self._hardware_args, name=self.name, dataset=self.dataset,
+                       source=self.source)
 
     @property
     def _lanes_arg(self):
         return "auto" if self.lanes_auto else self.lanes
 
-    def with_lanes(self, lanes):
-        """A copy with other lanes (the arithmetic, and so every result, stays the same)."""
+    @property
+    def _hardware_args(self):
+        return {"multipliers": self.multipliers, "board_multipliers": self.board_multipliers}
+
+    def with_lanes(self, lanes, multipliers=None):
+        """A copy with other lanes (and multipliers per lane): the arithmetic, and so every
+        result, stays the same."""
+        hardware = self._hardware_args
+        if multipliers is not None:
+            hardware["multipliers"] = multipliers
         return Network(self.layers, self.activations, self.weights, self.biases, pc=self.pc,
                        formats=self.formats, lanes=lanes, board_lanes=self.board_lanes,
-                       name=self.name, dataset=self.dataset, source=self.source)
+                       **hardware, name=self.name, dataset=self.dataset, source=self.source)
+
+    def on_board(self, board_name):
+        """A copy with the multipliers per lane of ``board_name`` (``hardware.board_multipliers``,
+        else ``hardware.multipliers``)."""
+        return self.with_lanes(self._lanes_arg,
+                               self.board_multipliers.get(board_name, self.multipliers))
 
     # -- files --------------------------------------------------------------------------------
 
@@ -455,6 +495,10 @@ class Network:
         if self.board_lanes:
             hardware["board_lanes"] = {k: v if v == "auto" else list(v)
                                        for k, v in sorted(self.board_lanes.items())}
+        if self.multipliers != MULTIPLIERS[-1]:
+            hardware["multipliers"] = self.multipliers
+        if self.board_multipliers:
+            hardware["board_multipliers"] = dict(sorted(self.board_multipliers.items()))
         return {"network": network, "pc": pc, "format": fmt, "hardware": hardware}
 
     def save(self, path):
@@ -491,6 +535,8 @@ class Network:
         for board_name, lanes in sorted(self.board_lanes.items()):
             shown = lanes if lanes == "auto" else "/".join(map(str, lanes))
             lines.append(f"lanes on   {board_name}: {shown}")
+        lines.append(f"multipliers {self.multipliers} a lane" + "".join(
+            f", {m} on {b}" for b, m in sorted(self.board_multipliers.items())))
         bits = self.memory_bits()
         lines.append(f"memory     {bits['parameters']} bits of parameters + {bits['state']} bits "
                      f"of state = {bits['total']} bits ({bits['total'] / 8192:.1f} KiB)")
@@ -606,7 +652,8 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
         if "weight" in table:
             weight_overrides[l] = _parse_format(table["weight"], f"{where}.weight")
     hardware = _table(d, "hardware", source)
-    _reject_unknown(hardware, {"lanes", "board_lanes"}, f"{source}: [hardware]")
+    _reject_unknown(hardware, {"lanes", "board_lanes", "multipliers", "board_multipliers"},
+                    f"{source}: [hardware]")
     name, dataset = net.get("name"), net.get("dataset")
     for key, value_ in (("name", name), ("dataset", dataset)):
         if value_ is not None and not isinstance(value_, str):
@@ -615,7 +662,8 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
     network = Network(net["layers"], net["activations"], _READ_LATER if given else None, None,
                       pc=pc, formats=Formats(value, weight, value_overrides, weight_overrides),
                       lanes=hardware.get("lanes"), board_lanes=hardware.get("board_lanes"),
-                      name=name, dataset=dataset, source=source)
+                      multipliers=hardware.get("multipliers"),
+                      board_multipliers=hardware.get("board_multipliers"), name=name, dataset=dataset, source=source)
     if weights_path is not None:
         weights, biases = _read_weights(weights_path, network.layers)
         params_source = str(weights_path)

@@ -321,7 +321,9 @@ def variant(network, tp, lanes=None, weights=None, biases=None):
         weights, biases = network.weights, network.biases
     return Network(network.layers, network.activations, weights, biases, pc=pc,
                    formats=formats, lanes=network.lanes if lanes is None else lanes,
-                   name=network.name, dataset=network.dataset, source=network.source)
+                   multipliers=network.multipliers,
+                   board_multipliers=network.board_multipliers, name=network.name,
+                   dataset=network.dataset, source=network.source)
 
 
 # -- what a result depends on ---------------------------------------------------------------------
@@ -477,7 +479,8 @@ def evaluate_point(network, settings, point, trained, build_dir):
                 "reason": f"training: {trained.get('reason')}",
                 "cacheable": bool(trained.get("cacheable"))}
     try:
-        net = variant(network, point.train, point.lanes, trained["weights"], trained["biases"])
+        net = variant(network, point.train, point.lanes, trained["weights"],
+                      trained["biases"]).on_board(point.board)
         target = boards.board(point.board)
         est = boards.estimate(net, target)
         row = {**base, "lut_estimate": est.luts, "dsp_estimate": est.dsps,

@@ -59,10 +59,12 @@ def test_unknown_board_is_one_line(capsys):
 
 
 def test_multiplier_count_matches_synthesis():
-    # Yosys' counts for the committed models at their default lanes (boards/README.md): two
-    # multipliers per lane (W x phi shared with W x eps, and eps x phi); none elsewhere.
+    # Yosys' counts for the committed models at their default lanes (boards/README.md): the
+    # pool, two multipliers per lane (one per half of its row groups, each taking W x phi,
+    # W x eps and eps x phi), one for a lane of one row group (xor's 2 outputs on 2 lanes);
+    # none elsewhere.
     target = boards.board("ulx3s-85f")
-    for model, multipliers in (("xor", 8), ("iris", 12), ("digits", 20)):
+    for model, multipliers in (("xor", 6), ("iris", 12), ("digits", 20)):
         e = boards.estimate(pchw.load(f"models/{model}"), target)
         assert e.multipliers == e.dsps == multipliers, model
 
@@ -73,19 +75,22 @@ def test_wide_products_take_several_blocks():
     iris = pchw.load("models/iris")                 # Q16 throughout: one block per product
     assert boards.estimate(iris, boards.board("icebreaker")).dsps == 12
     wide = iris.with_formats(pchw.Formats(pchw.Format(24, 12), pchw.Format(16, 12)))
-    # (16 x 24) twice per lane, (24 x 24) once: 2 + 4 blocks per lane on iCE40, 6 lanes
-    assert boards.estimate(wide, boards.board("icebreaker")).dsps == 6 * (2 + 4)
+    # every multiplier of the pool takes (W or eps) x (phi or eps): 24 x 24, 4 blocks on iCE40;
+    # 12 multipliers (6 lanes, two each)
+    assert boards.estimate(wide, boards.board("icebreaker")).dsps == 12 * 4
 
 
 def test_block_ram_count_matches_synthesis():
-    # Measured builds on the iCEBreaker (boards/README.md): digits with lanes 3/1 took 29 of 30
-    # SB_RAM40_4K (x_0 1; per lane of layer 1 W 3, b 1, x/mu/eps 3; layer 2 W 2, b 1,
-    # x/mu/eps 3; the UART FIFO 1) and 1 SPRAM (the 4161-byte payload buffer); with lanes 2/2
-    # 28 (layer 2's 5-deep memories are block RAM too; 4-deep ones stay in logic cells).
+    # Measured builds on the iCEBreaker (boards/README.md): digits with lanes 3/1 and one
+    # multiplier a lane took 29 of 30 SB_RAM40_4K (x_0 1; per lane of layer 1 W 3, b 1,
+    # x/mu/eps 3; layer 2 W 2, b 1, x/mu/eps 3; the UART FIFO 1) and 1 SPRAM (the 4161-byte
+    # payload buffer); with lanes 2/2 and the pool (two multipliers a lane, each with its
+    # half of W, b and eps) 30: per lane of layer 1 W 2 + 2, b 1 + 1, x/mu 2, eps 1 + 1; of
+    # layer 2 (5 rows: halves of 3) W 1 + 1, x/mu 2, and b and eps in logic cells (3-deep).
     ice = boards.board("icebreaker")
     digits = pchw.load("models/digits")
-    for lanes, blocks in (((3, 1), 29), ((2, 2), 28)):
-        e = boards.estimate(digits.with_lanes(lanes), ice)
+    for lanes, multipliers, blocks in (((3, 1), 1, 29), ((2, 2), 2, 30)):
+        e = boards.estimate(digits.with_lanes(lanes, multipliers), ice)
         assert (e.bram_blocks, e.spram_blocks) == (blocks, 1), lanes
     assert boards.ram_blocks(4160, 8, ice) == 9 and boards.ram_blocks(4, 16, ice) == 0
     assert boards.ram_blocks(2048, 16, boards.board("ulx3s-85f")) == 2
@@ -99,9 +104,11 @@ def test_too_big_for_icebreaker_is_refused_before_synthesis(capsys, tmp_path, mo
     monkeypatch.setattr(build, "prepare", lambda *a, **k: pytest.fail("prepared a build"))
     err = _one_line_error(capsys, ["build", "models/digits", "--board", "icebreaker",
                                    "--lanes", "8,2", "-o", str(tmp_path / "out")])
-    assert "does not fit icebreaker (iCE40UP5K) with lanes 8/2: 20 multipliers need 20 " \
+    # digits keeps one multiplier a lane on the iCEBreaker (hardware.board_multipliers)
+    assert "does not fit icebreaker (iCE40UP5K) with lanes 8/2: 10 multipliers need 10 " \
            "multiplier blocks, the device has 8; use fewer lanes (now 8/2; --lanes auto picks " \
-           "the fastest that fit); each lane needs 2, or a bigger device (ulx3s-12f" in err
+           "the fastest that fit) or one multiplier a lane (hardware.multipliers = 1; now 1), " \
+           "or a bigger device (ulx3s-12f" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -124,7 +131,8 @@ def test_memory_and_logic_refusals_name_what_to_change(monkeypatch):
     # With two multipliers per lane, the DSP budget binds before the logic estimate on every
     # board pchw knows; a costlier lane (a future board, or a recalibration) meets the check.
     monkeypatch.setattr(boards, "LUT_PER_LANE_BIT", 200)
-    many = pchw.Network([4, 16, 3], ["identity", "relu"], init_seed=0, lanes=[3, 1])
+    many = pchw.Network([4, 16, 3], ["identity", "relu"], init_seed=0, lanes=[3, 1],
+                        multipliers=1)
     error = _raises(boards.check_fit, many, ice)
     assert "about 28250 LUTs estimated (128 lane bits), the device has 5280" in str(error)
     assert "narrower formats or smaller layers" in str(error) and "--force" in str(error)

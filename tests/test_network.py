@@ -35,6 +35,23 @@ def test_round_trip(model):
     assert back.with_settings(mode="standard").description_hash() != net.description_hash()
 
 
+def test_multipliers_per_lane_round_trip(tmp_path):
+    """hardware.multipliers and board_multipliers: saved, loaded, applied by on_board, kept by
+    the copies."""
+    net = Network([3, 4, 2], ["identity", "relu"], lanes=[2, 1], multipliers=1,
+                  board_multipliers={"ulx3s-85f": 2})
+    assert Network([3, 4, 2], ["identity", "relu"]).multipliers == 2     # the pool by default
+    net.save(tmp_path / "m")
+    back = pchw.load(tmp_path / "m")
+    assert (back.multipliers, back.board_multipliers) == (1, {"ulx3s-85f": 2})
+    assert back.description_hash() == net.description_hash()
+    assert back.on_board("ulx3s-85f").multipliers == 2
+    assert back.on_board("icebreaker").multipliers == 1
+    assert back.with_lanes([1, 1]).multipliers == 1
+    assert back.with_settings(inference_steps=3).on_board("ulx3s-85f").multipliers == 2
+    assert back.with_lanes([1, 1], 2).multipliers == 2
+
+
 def _edit_toml(path, old, new):
     toml = path / "network.toml"
     text = toml.read_text()
@@ -60,6 +77,16 @@ def _edit_toml(path, old, new):
      r"hardware.board_lanes: unknown board 'icebraker'; did you mean 'icebreaker'\? known: "),
     ("lanes = [4, 2]", 'lanes = [4, 2]\n[hardware.board_lanes]\nicebreaker = [1, 5]',
      r"hardware.board_lanes.icebreaker: 5 lanes for weight layer 2 of 2 neurons"),
+    ("lanes = [4, 2]", "lanes = [4, 2]\nmultipliers = 3",
+     r"hardware.multipliers: multipliers per lane are 1 or 2, got 3"),
+    ("lanes = [4, 2]", "lanes = [4, 2]\nmultipliers = true",
+     r"hardware.multipliers: multipliers per lane are 1 or 2, got True"),
+    ("lanes = [4, 2]", 'lanes = [4, 2]\n[hardware.board_multipliers]\nicebreaker = 0',
+     r"hardware.board_multipliers.icebreaker: multipliers per lane are 1 or 2, got 0"),
+    ("lanes = [4, 2]", 'lanes = [4, 2]\n[hardware.board_multipliers]\nulx3s = 1',
+     r"hardware.board_multipliers: unknown board 'ulx3s'"),
+    ("lanes = [4, 2]", 'lanes = [4, 2]\nboard_multipliers = 1',
+     r"hardware.board_multipliers: must be a table of board = 1 or 2"),
     ("layers = [3, 4, 2]", "layers = [65535, 65535, 2]",
      r"network.layers: 4295032832 parameters \(weights and biases\); at most 16777216"),
     ('mode = "incremental"', 'mode = "magic"', r"pc.mode: unknown mode 'magic'"),

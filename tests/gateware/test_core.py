@@ -177,3 +177,15 @@ def test_core_refuses_more_steps_than_its_counter_holds():
     net.pc = replace(net.pc, inference_steps=MAX_INFERENCE_STEPS + 1)
     with pytest.raises(ValueError, match="step counter"):
         PCCore(net)
+
+
+@pytest.mark.parametrize("mode", ["standard", "incremental"])
+def test_core_with_one_multiplier_a_lane(mode):
+    """hardware.multipliers = 1: each lane's one multiplier serves every op (an incremental
+    relaxation visits each column twice, message then update)."""
+    network = Network([5, 7, 3], ["identity", "relu"], init_seed=4, lanes=[3, 1],
+                      multipliers=1,
+                      pc=PCSettings(mode=mode, inference_steps=2, inference_rate=0.5,
+                                    learning_rate=2.0 ** -3, weight_rounding="stochastic",
+                                    seed=3))
+    check_core(network, samples_for(network, 2, seed=1))
