@@ -11,8 +11,9 @@ What the estimate counts (see ``boards/README.md`` for the calibration):
 * **Multipliers: exact.** Each lane of weight layer ``l`` has :func:`pchw.latency.halves` (two,
   or one for a lane of one row group or a layer of one column): the multiplier pool, each one
   taking ``W x phi`` (row pass), ``W x eps`` (the message down, ``l >= 2``) and the weight
-  update ``eps x phi`` for its half of the lane's rows. A product wider than the device's multiplier block (16 x 16 on iCE40, 18 x 18
-  on ECP5) takes several blocks. Multipliers are never moved into logic: if they are more than
+  update ``eps x phi`` for its half of the lane's rows (``hardware.multipliers = 1``: one a
+  lane). A product wider than the device's multiplier block (16 x 16 on iCE40, 18 x 18 on
+  ECP5) takes several blocks. Multipliers are never moved into logic: if they are more than
   the blocks, place and route fails.
 * **Block RAM: per memory.** Every memory of the design (:func:`memories`: per lane its weights,
   biases and state banks; ``x_0``; the command payload buffer; the UART FIFO) takes whole

@@ -663,7 +663,8 @@ def from_toml_dict(d, weights=None, biases=None, source="network.toml", params_s
                       pc=pc, formats=Formats(value, weight, value_overrides, weight_overrides),
                       lanes=hardware.get("lanes"), board_lanes=hardware.get("board_lanes"),
                       multipliers=hardware.get("multipliers"),
-                      board_multipliers=hardware.get("board_multipliers"), name=name, dataset=dataset, source=source)
+                      board_multipliers=hardware.get("board_multipliers"), name=name,
+                      dataset=dataset, source=source)
     if weights_path is not None:
         weights, biases = _read_weights(weights_path, network.layers)
         params_source = str(weights_path)
