@@ -615,30 +615,32 @@ class PCLayer(wiring.Component):
                 b_wr[p, h].en.eq(Mux(sS, live & (sS_j == 0), mine & (self.p_col == n_in))),
             ]
         if self._faults:
-            self._stuck_weights(m, w_rd, w_wr, sS, p_addr, p_sel, p_bias)
+            self._stuck_weights(m, keys, w_rd, w_wr, sS, p_addr, p_half, p_sel, p_bias)
         return sweeping, r, busy
 
-    def _stuck_weights(self, m, w_rd, w_wr, sS, p_addr, p_sel, p_bias):
-        """Fault injection: a stuck bit per weight, a memory per lane beside the weights (zero
-        at reset). A stuck weight's update is never written, so it holds its value (the host's
-        writes still set it); ``p_stuck`` tells the parameter port's reader (upsets skip it).
-        The stuck memory is read at the weight memory's address, so its bit arrives with the
-        weight, and is delayed with it to the update's write stage."""
-        P, R, n_in = self._P, self._R, self._n_in
+    def _stuck_weights(self, m, keys, w_rd, w_wr, sS, p_addr, p_half, p_sel, p_bias):
+        """Fault injection: a stuck bit per weight, a memory per weight memory (lane and half)
+        beside the weights (zero at reset). A stuck weight's update is never written, so it
+        holds its value (the host's writes still set it); ``p_stuck`` tells the parameter
+        port's reader (upsets skip it). The stuck memory is read at the weight memory's
+        address, so its bit arrives with the weight, and is delayed with it to the update's
+        write stage."""
+        RA, n_in = self._RA, self._n_in
         incremental = self._net.pc.mode == "incremental"
         stuck_data = []
-        for p in range(P):
-            mem = memory.Memory(shape=1, depth=R * n_in, init=[])
-            m.submodules[f"stuck{p}"] = mem
+        for p, h in keys:
+            mem = memory.Memory(shape=1, depth=RA * n_in, init=[])
+            m.submodules[f"stuck{p}_{h}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
-            m.d.comb += [rd.addr.eq(w_rd[p].addr), wr.addr.eq(p_addr),
+            m.d.comb += [rd.addr.eq(w_rd[p, h].addr), wr.addr.eq(p_addr),
                          wr.data.eq(self.s_wdata),
-                         wr.en.eq(self.s_we & (self.p_lane == p) & (self.p_col != n_in))]
+                         wr.en.eq(self.s_we & (self.p_lane == p) & (p_half == h) &
+                                  (self.p_col != n_in))]
             stuck_data.append(rd.data)
             held = rd.data
             if incremental:      # the old weight is held from stage 1 to S (see _passes)
                 for k in range(2, PASS_STAGES + 1):
-                    held = _delayed(m, held, f"stuck{p}_s{k}")
+                    held = _delayed(m, held, f"stuck{p}_{h}_s{k}")
             with m.If(sS & held):
-                m.d.comb += w_wr[p].en.eq(0)
+                m.d.comb += w_wr[p, h].en.eq(0)
         m.d.comb += self.p_stuck.eq(~p_bias & Array(stuck_data)[p_sel])
