@@ -481,7 +481,7 @@ def test_dataset_memory_in_the_estimate():
     from pchw.boards import board, check_fit, estimate, lanes_for, max_dataset
     for name in ("icebreaker", "ulx3s-85f"):
         target = board(name)
-        net = pchw.load("models/iris")
+        net = pchw.load("models/iris").on_board(name)     # as pchw build configures it
         net = net.with_lanes(lanes_for(net, target))
         most = max_dataset(net, target)
         assert 0 < most < 65535
