@@ -497,14 +497,15 @@ def test_dataset_memory_in_the_estimate():
 
 
 def test_a_fault_injection_build_in_the_estimate():
-    """--faults adds a stuck bit per weight (a 1-bit memory per lane), the FAULT payloads in
-    the buffer and the upset injector's hash unit to the estimate."""
-    from pchw.latency import row_groups
+    """--faults adds a stuck bit per weight (a 1-bit memory per weight memory: per lane and
+    multiplier of the pool, each with its half of the rows, padded to H_l row groups), the FAULT
+    payloads in the buffer and the upset injector's hash unit to the estimate."""
+    from pchw.latency import half_rows, halves
     digits = pchw.load("models/digits")
     ecp5 = boards.board("ulx3s-85f")
     normal, faulty = boards.estimate(digits, ecp5), boards.estimate(digits, ecp5, faults=True)
-    stuck = sum(digits.lanes[l - 1] * row_groups(digits, l) * digits.layers[l - 1]
-                for l in range(1, digits.L + 1))
+    stuck = sum(digits.lanes[l - 1] * halves(digits, l) * half_rows(digits, l)
+                * digits.layers[l - 1] for l in range(1, digits.L + 1))
     assert faulty.memory_bits == normal.memory_bits + stuck + 8 * (
         pchw.protocol.max_payload(digits, faults=True) - pchw.protocol.max_payload(digits))
     assert faulty.luts > normal.luts and faulty.bram_blocks >= normal.bram_blocks
