@@ -15,6 +15,7 @@ help:
 	@echo "make test    - set up, then run the test suite"
 	@echo "make test-rtl - set up, then run only the RTL simulation tests (rtl_tests/)"
 	@echo "make bench   - the benchmark suite into bench/results/ (FULL=1: also on-chip learning, faults,"
+	@echo "               learning end to end through the simulated UART (TRAIN vs LEARN commands),"
 	@echo "               the standard-mode width sweep, the pchw init defaults table and a"
 	@echo "               bitstream; long)"
 	@echo "make models  - retrain the committed example models and their READMEs (slow)"
@@ -95,6 +96,7 @@ bench: $(BIN)/.installed system-deps
 	$(PY) bench/tool_speed.py $(if $(FULL),--full)
 	$(if $(FULL),$(PY) bench/on_chip_learning.py)
 	$(if $(FULL),$(PY) bench/faults.py)
+	$(if $(FULL),$(PY) bench/end_to_end.py)
 
 models: $(BIN)/.installed
 	$(PY) bench/train_models.py
