@@ -264,3 +264,11 @@ def test_run_learns_on_the_chip_with_a_dataset_memory(xor_model, capsys):
     assert main(["run", str(xor_model), "--golden", "--data-memory", "2", "--learn"]) == 0
     assert "does not fit the device's dataset memory of 2 samples: one LEARN command per " \
         "sample" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["70000", "-1", "many"])
+def test_data_memory_is_a_number_of_samples(xor_model, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verilog", str(xor_model), "-o", "x.v", "--data-memory", value])
+    assert exit_info.value.code == 2
+    assert f"--data-memory: {value!r}: a number of samples in 0..65535" in capsys.readouterr().err
