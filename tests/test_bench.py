@@ -172,3 +172,30 @@ def test_board_throughput_results_keep_their_keys():
             r["necessary_macs_learn"] / (r["device_multipliers"] * r["core_cycles_learn"]))
         assert r["utilisation_learn"] == pytest.approx(
             r["necessary_macs_learn"] / (r["multipliers_instantiated"] * r["core_cycles_learn"]))
+
+
+def test_end_to_end_results_keep_their_keys():
+    """The committed end-to-end records (issue 13): per board the three learning rates, the
+    epoch's end-to-end time over the core's compute, consistent with the cycles measured and
+    with pchw.latency (to within the UART sampling of the last reply byte), and the weights read
+    back after TRAIN bit-exact."""
+    import json
+    from pchw.latency import DEFAULT_BAUD
+    bench = _bench("end_to_end")
+    records = json.loads((BENCH / "results" / "end_to_end.json").read_text())
+    assert set(records["boards"]) == set(bench.BOARDS)
+    for name, r in records["boards"].items():
+        rates = {"samples_per_s_core_compute", f"samples_per_s_learn_command_{DEFAULT_BAUD}",
+                 f"samples_per_s_learn_command_{r['fast_baud']}", "samples_per_s_train"}
+        assert rates <= set(r) and "epoch_end_to_end_over_compute" in r
+        assert r["weights_bit_exact"]
+        assert r["epoch_end_to_end_over_compute"] == pytest.approx(
+            r["train_cycles"] / (r["samples"] * r["core_cycles_per_sample"]), abs=1e-4)
+        assert r["samples_per_s_train"] == pytest.approx(
+            r["samples"] * r["clock_hz"] / r["train_cycles"], abs=0.1)
+        assert r["samples_per_s_core_compute"] == pytest.approx(
+            r["clock_hz"] / r["core_cycles_per_sample"], abs=0.1)
+        assert abs(r["train_cycles"] - r["train_cycles_formula"]) <= 2
+        assert r["samples_per_s_learn_command_" + str(DEFAULT_BAUD)] < \
+            r[f"samples_per_s_learn_command_{r['fast_baud']}"] < r["samples_per_s_train"] < \
+            r["samples_per_s_core_compute"]
