@@ -108,7 +108,9 @@ class DatasetUnit(wiring.Component):
         stored = Signal(range(cap + 1))
 
         # -- fields: the payload's first bytes, little-endian 16-bit words -------------------
-        FIELD_BYTES = 10
+        train_len = protocol.payload_length(net, Opcode.TRAIN)
+        eval_len = protocol.payload_length(net, Opcode.EVAL)
+        FIELD_BYTES = train_len                # the most field bytes read
         hdr = Signal(8 * FIELD_BYTES)
         nfields = Signal(range(FIELD_BYTES + 1))
 
@@ -119,10 +121,10 @@ class DatasetUnit(wiring.Component):
 
         is_load = self.opcode == Opcode.LOAD_DATA
         is_train = self.opcode == Opcode.TRAIN
-        load_first, load_count = field(0, 3), hdr[-8:]
-        t_seed, t_first_epoch, t_epochs = field(0, 10), field(1, 10), field(2, 10)
-        t_start, t_count = field(3, 10), field(4, 10)
-        e_start, e_count = field(0, 4), field(1, 4)
+        load_first, load_count = field(0, protocol.LOAD_HEADER), hdr[-8:]
+        t_seed, t_first_epoch, t_epochs, t_start, t_count = \
+            (field(i, train_len) for i in range(5))
+        e_start, e_count = field(0, eval_len), field(1, eval_len)
         start = Signal(16)
         count = Signal(17)                     # samples of the range (LOAD_DATA: of the chunk)
 
@@ -138,7 +140,6 @@ class DatasetUnit(wiring.Component):
         m.d.comb += value.eq(word | (self.buf_data << (8 * k))[:8 * vbytes0])
 
         # -- the order: one Feistel round per cycle ------------------------------------------
-        kbits = Signal(range(17))              # k of pchw.order.order_bits(count)
         h, hi_bits = Signal(range(9)), Signal(range(10))
         lo_mask, hi_mask = Signal(16), Signal(16)
         j = Signal(17)                         # the candidate
@@ -184,7 +185,6 @@ class DatasetUnit(wiring.Component):
         out_row, out_col = Signal(range(max(nL, 2))), Signal(range(max(nL, 2)))
         m.d.comb += self.r_value.eq(Mux(out_first, correct, conf_r.data))
 
-        op_is = {"load": is_load, "train": is_train}
 
         def fail(status):
             m.d.sync += [self.status.eq(status), self.reply_len.eq(1)]
@@ -206,7 +206,7 @@ class DatasetUnit(wiring.Component):
             with m.State("FIELDS"):
                 m.d.comb += self.busy.eq(1)
                 # Read the first bytes (LOAD_DATA 3, TRAIN 10, EVAL 4) one a cycle.
-                want = Mux(op_is["load"], 3, Mux(op_is["train"], 10, 4))
+                want = Mux(is_load, protocol.LOAD_HEADER, Mux(is_train, train_len, eval_len))
                 m.d.sync += [ptr.eq(ptr + 1), fetched.eq(1)]
                 with m.If(fetched):
                     m.d.sync += [hdr.eq(Cat(hdr[8:], self.buf_data)), nfields.eq(nfields + 1)]
@@ -224,7 +224,7 @@ class DatasetUnit(wiring.Component):
                                      bad_label.eq(0), ptr.eq(protocol.LOAD_HEADER + sbytes - 1),
                                      fetched.eq(0)]
                         m.next = "LOAD_LABELS"
-                with m.Elif(self.length != Mux(is_train, 10, 4)):
+                with m.Elif(self.length != Mux(is_train, train_len, eval_len)):
                     fail(Status.ERR_LENGTH)
                 with m.Elif(stored == 0):
                     fail(Status.ERR_NO_DATA)
@@ -292,7 +292,7 @@ class DatasetUnit(wiring.Component):
                 kk, hh, kh = Signal(range(17)), Signal(range(9)), Signal(range(17))
                 m.d.comb += [kk.eq(Mux(bitlen == 0, 1, bitlen)), hh.eq(kk >> 1),
                              kh.eq(kk - hh)]
-                m.d.sync += [kbits.eq(kk), h.eq(hh), hi_bits.eq(kh),
+                m.d.sync += [h.eq(hh), hi_bits.eq(kh),
                              lo_mask.eq((Const(1, 17) << hh) - 1),
                              hi_mask.eq((Const(1, 17) << kh) - 1),
                              last_j.eq((Const(1, 17) << kk) - 1), j.eq(0), x.eq(0), rnd.eq(0)]
