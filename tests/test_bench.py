@@ -183,7 +183,7 @@ def test_end_to_end_results_keep_their_keys():
     from pchw.latency import DEFAULT_BAUD
     bench = _bench("end_to_end")
     records = json.loads((BENCH / "results" / "end_to_end.json").read_text())
-    assert set(records["boards"]) == set(bench.BOARDS)
+    assert records["boards"] and set(records["boards"]) <= set(bench.BOARDS)
     for name, r in records["boards"].items():
         rates = {"samples_per_s_core_compute", f"samples_per_s_learn_command_{DEFAULT_BAUD}",
                  f"samples_per_s_learn_command_{r['fast_baud']}", "samples_per_s_train"}
