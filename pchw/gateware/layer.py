@@ -540,7 +540,10 @@ class PCLayer(wiring.Component):
                     mu_val_d = mu_val
                     mu_val = _delayed(m, mu_val_d, f"mu_val{p}_{h}_q")
                     end = _delayed_valid(m, end, f"row_end{p}_{h}_q")
-                    row = _delayed(m, row, f"row{p}_{h}_q")
+                    row_q = Signal(range(max(-(-n // P), 2)), name=f"row{p}_{h}_q",
+                                   reset_less=True)
+                    m.d.sync += row_q.eq(row)
+                    row = row_q
                     m.d.comb += mu_val_d.eq(self._alive(p, sS_r + RA, saturate(mac.row_sum[q], vf)))
                 else:
                     m.d.comb += mu_val.eq(self._alive(p, sS_r, saturate(mac.row_sum[q], vf)))
