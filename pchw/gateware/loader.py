@@ -21,23 +21,26 @@ class PayloadLoader(wiring.Component):
     start : In(1)
         Begin a load (a one-cycle pulse, while no load is in progress) of ``length`` bytes
         from ``offset``, in values of ``width`` (1..4) bytes.
-    buf_addr : Out(16), buf_data : In(8)
+    buf_addr : Out(range(depth)), buf_data : In(8)
         The receiver's buffer port (:class:`~pchw.gateware.framing.FrameReceiver`, a read
         latency of one cycle).
-    o_stream : Out(stream.Signature(32, always_ready=True))
+    o_stream : Out(stream.Signature(value_width, always_ready=True))
         One value per ``width`` bytes, valid for one cycle each (no backpressure).
 
     Timing: byte ``i`` is read in cycle ``i + 1`` after ``start`` and is in the byte register
     :attr:`latency` cycles later; a value is valid in the cycle its last byte is.
     """
 
-    start: In(1)
-    offset: In(16)
-    length: In(16)
-    width: In(3)
-    buf_addr: Out(16)
-    buf_data: In(8)
-    o_stream: Out(stream.Signature(32, always_ready=True))
+    def __init__(self, depth=1 << 16, value_width=32):
+        """``depth``: the payload buffer's (``buf_addr`` is as wide as its address);
+        ``value_width``: bits of the widest value loaded (the bits of its last byte above it
+        are dropped)."""
+        self._value_width = value_width
+        super().__init__({
+            "start": In(1), "offset": In(16), "length": In(16), "width": In(3),
+            "buf_addr": Out(range(max(depth, 2))), "buf_data": In(8),
+            "o_stream": Out(stream.Signature(value_width, always_ready=True)),
+        })
 
     @property
     def latency(self):
@@ -51,8 +54,8 @@ class PayloadLoader(wiring.Component):
         issued, got = Signal(), Signal()
         byte = Signal(8)
         k, last_k = Signal(3), Signal(3)
-        word = Signal(32)
-        value = Signal(32)
+        word = Signal(self._value_width)
+        value = Signal(self._value_width)
         m.d.comb += self.buf_addr.eq(ptr)
 
         with m.If(self.start):

@@ -111,7 +111,11 @@ class NetworkTop(wiring.Component):
                                              ram_style=self._payload_ram_style)
         m.submodules.decoder = decoder = CommandDecoder(
             command_rules(net, self._faults, dataset=bool(self._dataset)))
-        m.submodules.loader = loader = PayloadLoader()
+        # the loader's values are as wide as the widest value or weight a payload carries (the
+        # wire's padding bits above it are not used), and a byte at least (FAULT's fields)
+        widest = max([8] + [net.value_format(l).width for l in range(L + 1)]
+                     + [net.weight_format(l).width for l in range(1, L + 1)])
+        m.submodules.loader = loader = PayloadLoader(1 << len(rx.buf_addr), widest)
         m.submodules.walker = walker = ValueWalker(net)
         m.submodules.serialiser = ser = ValueSerialiser()
         m.submodules.tx = tx = FrameTransmitter()

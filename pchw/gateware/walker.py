@@ -10,6 +10,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..latency import row_groups
+
 __all__ = ["WalkMode", "ValueWalker"]
 
 
@@ -42,10 +44,17 @@ class ValueWalker(wiring.Component):
     def __init__(self, network):
         self._net = network
         L = network.L
+        n = network.layers
+        # lane, group and col as wide as the layer units' parameter port (PCCore's p_lane,
+        # p_group, p_col): no bit the core cannot take
         super().__init__({
             "start": In(1), "mode": In(WalkMode), "layer": In(range(max(L + 1, 256))),
             "count": In(17), "next": In(1),
-            "index": Out(16), "lane": Out(8), "group": Out(16), "col": Out(17), "last": Out(1),
+            "index": Out(16),
+            "lane": Out(range(max(max(network.lanes), 2))),
+            "group": Out(range(max(max(row_groups(network, l) for l in range(1, L + 1)), 2))),
+            "col": Out(range(max(n[:-1]) + 1)),
+            "last": Out(1),
         })
 
     def elaborate(self, platform):
