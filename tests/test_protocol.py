@@ -385,8 +385,10 @@ def garbage(rng):
 
 def check_every_loss_reported(frames, replies):
     """Each frame's tag (all distinct) comes back in order, or the frame lies between two
-    answered ones (or the ends) with an ERR_OVERRUN among the replies between theirs. Returns
-    ``(answered, lost)``."""
+    answered ones (or the ends) with an ERR_OVERRUN among the replies between theirs. An
+    ERR_OVERRUN with a frame's tag is that frame's answer (cut short: lost); after a loss the
+    link may reparse lost bytes as a frame whose tag is an earlier frame's, and such a stale
+    reply answers nothing. Returns ``(answered, lost)``."""
     tags = [p.frame_tag(f[f.index(p.SYNC_COMMAND):]) for f in frames]
     assert len(set(tags)) == len(tags)
     position = {tag: i for i, tag in enumerate(tags)}
@@ -394,6 +396,10 @@ def check_every_loss_reported(frames, replies):
     for reply in replies:
         status, tag = p.parse_reply(reply)[0], p.frame_tag(reply)
         if status is p.Status.ERR_OVERRUN:
+            if tag in position and position[tag] >= next_frame:      # the frame cut short
+                skipped = position[tag] - next_frame
+                assert skipped == 0 or overrun_since, f"frames {next_frame}.. lost without a report"
+                lost, next_frame = lost + skipped + 1, position[tag] + 1
             overrun_since = True
         elif tag in position and position[tag] >= next_frame:
             skipped = position[tag] - next_frame
