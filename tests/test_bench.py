@@ -140,7 +140,8 @@ def test_pc_defaults_reruns_only_changed_runs():
 def test_board_throughput_ratios_count_necessary_macs(monkeypatch):
     """xor (2-8-2, standard, T = 8) on the iCEBreaker without a build: 32 MACs to infer, 320 of
     the 448 a learning sample performs are necessary (not the 8 re-predictions of layer 1, 16
-    MACs each); the device's 8 multipliers, all instantiated (the estimate)."""
+    MACs each); of the device's 8 multipliers 6 are instantiated (the estimate: layer 1's two
+    lanes have 4 rows each, two multipliers apiece; layer 2's have one row, one multiplier)."""
     bench = _bench("board_throughput")
     monkeypatch.setattr(bench, "current_report", lambda *args: None)
     r = bench.row("xor", "icebreaker", allow_build=False)
@@ -148,9 +149,11 @@ def test_board_throughput_ratios_count_necessary_macs(monkeypatch):
     assert (r["macs_learn"], r["necessary_macs_infer"], r["necessary_macs_learn"]) == \
         (448, 32, 448 - 8 * 16)
     assert (r["device_multipliers"], r["multipliers_instantiated"], r["multipliers_source"]) == \
-        (8, 8, "estimate")
-    assert r["ratio_to_limit_infer"] == r["utilisation_infer"] == 32 / (8 * infer)
-    assert r["ratio_to_limit_learn"] == r["utilisation_learn"] == 320 / (8 * learn)
+        (8, 6, "estimate")
+    assert (r["ratio_to_limit_infer"], r["utilisation_infer"]) == (32 / (8 * infer),
+                                                                   32 / (6 * infer))
+    assert (r["ratio_to_limit_learn"], r["utilisation_learn"]) == (320 / (8 * learn),
+                                                                   320 / (6 * learn))
     assert sum(p["cycles"] for p in r["phases_learn"].values()) == learn
     assert r["phases_learn"]["predict"]["macs"] == 2 * r["phases_learn"]["predict"][
         "necessary_macs"]
