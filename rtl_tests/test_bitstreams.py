@@ -63,7 +63,7 @@ def check_report(result, described, target, lanes):
     r = result.report
     assert r["board"] == target.name and r["description_hash"] == described.description_hash()
     assert tuple(r["lanes"]) == lanes == boards.lanes_for(described, target)
-    network = described.with_lanes(lanes)
+    network = described.on_board(target.name).with_lanes(lanes)    # its multipliers a lane too
     res = r["resources"]
     assert set(res) >= {"LUT", "FF", "DSP", "BRAM"}
     for name, v in res.items():
