@@ -88,16 +88,21 @@ class UpsetInjector(wiring.Component):
         m.d.comb += trial.eq(Cat(dividend[-1], rem))
         greater = trial >= divisor
 
-        def divide_step():
-            m.d.sync += [rem.eq(Mux(greater, trial - divisor, trial)),
-                         quo.eq(Cat(greater, quo)), dividend.eq(dividend << 1)]
-
         def divide(value, by):
             """Start a division of ``value`` (< 2**nb) by ``by``: nb steps."""
             return [dividend.eq(value << (UPSET_POSITION_BITS - nb)), divisor.eq(by),
                     rem.eq(0), quo.eq(0), steps.eq(nb - 1)]
 
         steps = Signal(range(UPSET_POSITION_BITS))
+
+        def divide_then(state):
+            """One step of the division (restoring, a quotient bit a cycle); after the last, go to
+            ``state``."""
+            m.d.sync += [rem.eq(Mux(greater, trial - divisor, trial)),
+                         quo.eq(Cat(greater, quo)), dividend.eq(dividend << 1),
+                         steps.eq(steps - 1)]
+            with m.If(steps == 0):
+                m.next = state
         layer = Signal(range(L + 1))
         word = Signal(rw)
         bit = Signal(range(max(widths) + 1))
@@ -127,38 +132,26 @@ class UpsetInjector(wiring.Component):
                              steps.eq(UPSET_POSITION_BITS - 1), index.eq(index + 1)]
                 m.next = "POSITION"
             with m.State("POSITION"):           # rem = (hi * 2**32 + lo) mod B
-                divide_step()
-                m.d.sync += steps.eq(steps - 1)
-                with m.If(steps == 0):
-                    m.next = "LAYER"
+                divide_then("LAYER")
             with m.State("LAYER"):              # the layer; the word and bit in it
                 chosen = Signal.like(layer)
                 m.d.comb += chosen.eq(1 + sum((rem >= bases[l]) for l in range(2, L + 1)))
                 m.d.sync += [layer.eq(chosen), *divide(rem - base[chosen], width[chosen])]
                 m.next = "WORD"
             with m.State("WORD"):
-                divide_step()
-                m.d.sync += steps.eq(steps - 1)
-                with m.If(steps == 0):
-                    m.next = "SPLIT"
+                divide_then("SPLIT")
             with m.State("SPLIT"):              # word -> row, column (W row-major, then b)
                 m.d.sync += [word.eq(quo), bit.eq(rem), *divide(quo, n_in[layer])]
                 m.next = "ROW"
             with m.State("ROW"):
-                divide_step()
-                m.d.sync += steps.eq(steps - 1)
-                with m.If(steps == 0):
-                    m.next = "COLUMN"
+                divide_then("COLUMN")
             with m.State("COLUMN"):             # row -> row group, lane
                 bias = word >= weights[layer]
                 m.d.sync += [col.eq(Mux(bias, n_in[layer], rem)),
                              *divide(Mux(bias, word - weights[layer], quo), lanes[layer])]
                 m.next = "LANE"
             with m.State("LANE"):
-                divide_step()
-                m.d.sync += steps.eq(steps - 1)
-                with m.If(steps == 0):
-                    m.next = "READ"
+                divide_then("READ")
             with m.State("READ"):               # the address; the word arrives next cycle
                 m.next = "WRITE"
             with m.State("WRITE"):
